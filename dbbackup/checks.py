@@ -1,0 +1,56 @@
+"""System checks (``manage.py check``), registered by the app config.
+
+Ids keep django-dbbackup's meaning where it had one (W001-W005); new ones start at W011.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings as django_settings
+from django.core.checks import Error, Tags, Warning, register
+
+from dbbackup import names, settings
+from dbbackup.exceptions import DbbackupConfigurationError
+
+W001 = Warning("DBBACKUP_HOSTNAME is empty.", hint="Set DBBACKUP_HOSTNAME to a non-empty string.", id="dbbackup.W001")
+
+
+def _template_problem(name: str, check_id: str) -> list:
+    template = settings.get(name)
+    setting = settings.SETTING_NAMES[name]
+    if not (isinstance(template, str) or callable(template)):
+        return [Error(f"{setting} must be a format string or a callable.", id="dbbackup.E001")]
+    if isinstance(template, str) and "{datetime}" not in template:
+        return [
+            Warning(
+                f"{setting} has no {{datetime}} field.",
+                hint="Without the date, backups cannot be ordered, found or cleaned up.",
+                id=check_id,
+            )
+        ]
+    return []
+
+
+@register(Tags.compatibility)
+def check_settings(app_configs=None, **kwargs) -> list:
+    """Check the dbbackup settings that a typo would silently break."""
+    problems: list = []
+    if not settings.HOSTNAME:
+        problems.append(W001)
+    problems += _template_problem("FILENAME_TEMPLATE", "dbbackup.W003")
+    problems += _template_problem("MEDIA_FILENAME_TEMPLATE", "dbbackup.W004")
+    try:
+        names.datefmt_to_regex()
+    except DbbackupConfigurationError as exc:
+        problems.append(Warning(str(exc), id="dbbackup.W005"))
+    if settings.STORAGES_DBBACKUP_ALIAS not in getattr(django_settings, "STORAGES", {}):
+        from dbbackup.storage import default_location
+
+        problems.append(
+            Warning(
+                f'STORAGES["{settings.STORAGES_DBBACKUP_ALIAS}"] is not configured; backups go to '
+                f"{default_location()}.",
+                hint='Add STORAGES["dbbackup"] = {"BACKEND": ..., "OPTIONS": {"location": ...}}.',
+                id="dbbackup.W011",
+            )
+        )
+    return problems

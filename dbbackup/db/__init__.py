@@ -1,0 +1,1 @@
+"""Database connectors: one module per engine family."""

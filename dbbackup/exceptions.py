@@ -1,0 +1,125 @@
+"""The one exception tree of dbbackup.
+
+::
+
+    DbbackupError                     anything dbbackup raises on purpose
+    ├── ConnectorError                a database connector failed
+    │   ├── DumpError                 ... while dumping
+    │   ├── RestoreError              ... while restoring
+    │   └── CommandConnectorError     ... because an external tool failed or is missing
+    ├── StorageError                  the backup storage failed, or holds no such backup
+    │   └── BackupNotFoundError       ... no backup matches what was asked for
+    ├── EncryptionError               GPG could not encrypt
+    ├── DecryptionError               GPG could not decrypt (wrong key, wrong passphrase, ...)
+    ├── CorruptBackupError            the backup is damaged: bad checksum, truncated, not its format
+    ├── MetadataError                 the ``.metadata`` sidecar refuses this restore
+    └── SignalReceiverError           a ``pre_*`` receiver vetoed, or a ``post_*`` receiver failed
+
+    DbbackupConfigurationError        a setting is wrong (an ``ImproperlyConfigured``, on purpose
+                                      outside DbbackupError so that nothing swallows it)
+    └── DbbackupImproperlyInstalled   an optional dependency is missing (also an ``ImportError``)
+
+The names django-dbbackup users import keep working: ``dbbackup.db.exceptions`` re-exports the
+connector errors, ``dbbackup.storage.StorageError`` and ``dbbackup.utils.EncryptionError`` /
+``DecryptionError`` are these same classes.
+
+Messages never contain secrets: the process module redacts them before an error is built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from django.core.exceptions import ImproperlyConfigured
+
+
+class DbbackupError(Exception):
+    """Root of every error dbbackup raises on purpose.
+
+    The management commands turn any of these into a one-line ``CommandError``.
+    """
+
+
+class ConnectorError(DbbackupError):
+    """A database connector failed."""
+
+
+class DumpError(ConnectorError):
+    """Dumping a database failed."""
+
+
+class RestoreError(ConnectorError):
+    """Restoring a database failed."""
+
+
+class CommandConnectorError(ConnectorError):
+    """An external tool (pg_dump, mysql, ...) is missing or failed.
+
+    ``argv`` is the command with secrets redacted, ``returncode`` the exit status (``None`` when
+    the tool never ran) and ``stderr_tail`` the last lines it wrote to stderr.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        argv: Sequence[str] = (),
+        returncode: int | None = None,
+        stderr_tail: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.argv = list(argv)
+        self.returncode = returncode
+        self.stderr_tail = stderr_tail
+
+
+class StorageError(DbbackupError):
+    """The backup storage failed."""
+
+
+class BackupNotFoundError(StorageError):
+    """No backup matches the request."""
+
+
+class EncryptionError(DbbackupError):
+    """GPG encryption failed."""
+
+
+class DecryptionError(DbbackupError):
+    """GPG decryption failed."""
+
+
+class CorruptBackupError(DbbackupError):
+    """A backup is damaged or is not what its name says; nothing was restored from it."""
+
+
+class MetadataError(DbbackupError):
+    """The metadata sidecar (or the metadata validator) refuses the restore."""
+
+
+class SignalReceiverError(DbbackupError):
+    """A signal receiver raised.
+
+    ``signal_name`` names the signal; ``__cause__`` is the receiver's exception. For a ``pre_*``
+    signal nothing was written or restored; for a ``post_*`` signal the work is complete and kept.
+    """
+
+    def __init__(self, message: str, *, signal_name: str) -> None:
+        super().__init__(message)
+        self.signal_name = signal_name
+
+
+class DbbackupConfigurationError(ImproperlyConfigured):
+    """A dbbackup setting is missing or wrong; the message names the setting."""
+
+
+class DbbackupImproperlyInstalled(DbbackupConfigurationError, ImportError):
+    """An optional dependency is not installed; the message names the extra to install."""
+
+    def __init__(self, *, missing_package: str, extra: str, purpose: str) -> None:
+        super().__init__(
+            f"{purpose} needs the {missing_package!r} package: "
+            f'pip install "dbbackup[{extra}]"'
+        )
+        self.missing_package = missing_package
+        self.extra = extra

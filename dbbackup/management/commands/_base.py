@@ -1,0 +1,69 @@
+"""What every dbbackup command shares: options, output, prompts, and the error boundary.
+
+Commands are thin: they parse options, call :mod:`dbbackup.pipeline` and report. Any
+:class:`~dbbackup.exceptions.DbbackupError` or configuration error becomes a one-line
+``CommandError`` here, so users see a message, never a traceback (``--traceback`` shows one).
+Progress goes to stderr, as django-dbbackup does, so stdout stays clean for ``listbackups``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management.base import BaseCommand, CommandError
+
+from dbbackup.exceptions import DbbackupError
+
+logger = logging.getLogger("dbbackup.command")
+
+
+class BaseDbBackupCommand(BaseCommand):
+    """Base of the dbbackup commands: ``--noinput``, ``-q/--quiet`` and error handling."""
+
+    content_type = "db"
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument(
+            "--noinput",
+            "--no-input",
+            action="store_false",
+            dest="interactive",
+            help="Never prompt: no confirmation, no passphrase question.",
+        )
+        parser.add_argument(
+            "-q", "--quiet", action="store_true", default=False, help="Print nothing but errors."
+        )
+
+    def execute(self, *args: Any, **options: Any) -> Any:
+        self.quiet = options.get("quiet", False)
+        self.verbosity = options.get("verbosity", 1)
+        self.interactive = options.get("interactive", True)
+        try:
+            return super().execute(*args, **options)
+        except (DbbackupError, ImproperlyConfigured) as exc:
+            if options.get("traceback"):
+                raise
+            logger.error("%s failed: %s", self.command_name(), exc)
+            raise CommandError(str(exc)) from exc
+
+    def command_name(self) -> str:
+        return type(self).__module__.rsplit(".", 1)[-1]
+
+    def say(self, message: str, style=None) -> None:
+        """Progress for humans, on stderr; silent with ``-q`` or ``--verbosity 0``."""
+        if not self.quiet and self.verbosity >= 1:
+            self.stderr.write(style(message) if style else message)
+
+    def confirm(self, question: str = "Are you sure you want to continue? [Y/n] ") -> bool:
+        """Ask before a destructive step; anything but an answer starting with n continues."""
+        if not self.interactive:
+            return True
+        try:
+            answer = input(question)
+        except EOFError:
+            raise CommandError(
+                "Nobody is there to confirm (no input); run with --noinput to skip the question."
+            ) from None
+        return not answer.strip().lower().startswith("n")

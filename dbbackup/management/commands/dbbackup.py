@@ -1,0 +1,68 @@
+"""``manage.py dbbackup``: back up one or more databases."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import CommandError
+
+from dbbackup import pipeline, settings
+from dbbackup.management.commands._base import BaseDbBackupCommand
+
+
+def _comma_list(value: str | list[str] | None) -> list[str]:
+    if not value:
+        return []
+    items = value if isinstance(value, list | tuple) else str(value).split(",")
+    return [item.strip() for item in items if item and item.strip()]
+
+
+class Command(BaseDbBackupCommand):
+    help = "Back up databases to the backup storage (STORAGES['dbbackup'])."
+
+    def add_arguments(self, parser) -> None:
+        super().add_arguments(parser)
+        parser.add_argument("-c", "--clean", action="store_true", help="Delete old backups afterwards.")
+        parser.add_argument(
+            "-d", "--database", help="Comma-separated aliases (default: DBBACKUP_DATABASES, or all)."
+        )
+        parser.add_argument("-s", "--servername", help="Server name in the file name (default: DBBACKUP_HOSTNAME).")
+        parser.add_argument("-z", "--compress", action="store_true", help="Compress with gzip (.gz).")
+        parser.add_argument("-e", "--encrypt", action="store_true", help="Encrypt with GPG (.gpg).")
+        parser.add_argument("-o", "--output-filename", dest="filename", help="Store under this exact name.")
+        parser.add_argument("-O", "--output-path", dest="path", help="Write to this local file instead.")
+        parser.add_argument("-x", "--exclude-tables", help="Comma-separated tables whose data is left out.")
+        parser.add_argument(
+            "-n", "--schema", action="append", default=[], help="PostgreSQL schema to back up (repeatable)."
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        databases = _comma_list(options.get("database")) or _comma_list(settings.DATABASES)
+        if not databases:
+            raise CommandError("No database to back up: DATABASES and DBBACKUP_DATABASES are empty.")
+        if len(databases) > 1 and (options.get("filename") or options.get("path")):
+            raise CommandError(
+                "-o/--output-filename and -O/--output-path name one file; back up one database at "
+                "a time with -d."
+            )
+        for database in databases:
+            self.say(f"Backing up database {database!r}")
+            result = pipeline.backup_database(
+                database,
+                servername=options.get("servername"),
+                compress=options.get("compress", False),
+                encrypt=options.get("encrypt", False),
+                output_filename=options.get("filename"),
+                output_path=options.get("path"),
+                exclude_tables=_comma_list(options.get("exclude_tables")),
+                schemas=options.get("schema") or [],
+                clean=options.get("clean", False),
+                sender=type(self),
+            )
+            self.say(
+                f"Backed up {database!r} to {result.local_path or result.filename} "
+                f"({result.size} bytes)",
+                self.style.SUCCESS,
+            )
+            for name in result.cleaned:
+                self.say(f"Deleted old backup {name}")

@@ -1,0 +1,54 @@
+"""``manage.py dbrestore``: restore a database from a backup."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dbbackup import pipeline
+from dbbackup.management.commands._base import BaseDbBackupCommand
+
+
+class Command(BaseDbBackupCommand):
+    help = "Restore a database from a backup (by default the newest one for that database)."
+
+    def add_arguments(self, parser) -> None:
+        super().add_arguments(parser)
+        parser.add_argument("-d", "--database", help="Alias of the database to restore into.")
+        parser.add_argument("-i", "--input-filename", help="Name of the backup in the backup storage.")
+        parser.add_argument("-I", "--input-path", help="Path of a local backup file.")
+        parser.add_argument("-s", "--servername", help="Only consider backups made on this server.")
+        parser.add_argument("-c", "--decrypt", action="store_true", help="The backup is GPG-encrypted.")
+        parser.add_argument("-p", "--passphrase", help="GPG passphrase (prompted when needed).")
+        parser.add_argument(
+            "-z", "--uncompress", action="store_true", help="The backup is compressed (detected anyway)."
+        )
+        parser.add_argument(
+            "-n", "--schema", action="append", default=[], help="PostgreSQL schema to restore (repeatable)."
+        )
+        parser.add_argument(
+            "-r", "--no-drop", action="store_true", default=False, help="Do not drop existing objects first."
+        )
+        parser.add_argument("--pg-options", help="Extra options for pg_restore.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        plan = pipeline.plan_restore(
+            options.get("database"),
+            input_filename=options.get("input_filename"),
+            input_path=options.get("input_path"),
+            servername=options.get("servername"),
+            decrypt=options.get("decrypt", False),
+            passphrase=options.get("passphrase"),
+            uncompress=options.get("uncompress", False),
+            schemas=options.get("schema") or [],
+            no_drop=options.get("no_drop", False),
+            pg_options=options.get("pg_options"),
+        )
+        for warning in plan.warnings:
+            self.stderr.write(self.style.WARNING(warning))
+        self.say(f"Restoring {plan.filename} into database {plan.database!r}")
+        if not self.confirm():
+            self.say("Restore cancelled; nothing was changed.")
+            return
+        result = pipeline.execute_restore(plan, sender=type(self))
+        verified = "checksum verified" if result.verified else "no checksum to verify"
+        self.say(f"Restored {plan.database!r} from {plan.filename} ({verified})", self.style.SUCCESS)

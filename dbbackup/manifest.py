@@ -1,0 +1,177 @@
+"""The metadata sidecar: ``<backup name>.metadata``, a JSON object stored beside each backup.
+
+It is a superset of django-dbbackup's (which reads only ``engine`` and ``connector`` and ignores
+other keys), so sidecars written here work there and the other way round::
+
+    {"engine": "django.db.backends.sqlite3",
+     "connector": "dbbackup.db.sqlite.SqliteBackupConnector",
+     ...keys from DBBACKUP_BACKUP_METADATA_SETTER...,
+     "dbbackup": {"format": 1, "version": "...", "created": "2026-11-21T23:59:00+00:00",
+                  "database": "default", "size": 1234, "sha256": "...",
+                  "compression": "gzip" | null, "encrypted": false, "django": "5.2.19"}}
+
+``dbbackup.size`` and ``dbbackup.sha256`` describe the stored bytes (after compression and
+encryption); restore checks them while it streams.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import django
+
+import dbbackup
+from dbbackup import settings
+from dbbackup.exceptions import DbbackupConfigurationError, MetadataError
+
+logger = logging.getLogger("dbbackup")
+
+FORMAT_VERSION = 1
+KEY = "dbbackup"
+
+#: Engines that hold the same data as another engine name.
+_EQUIVALENT_ENGINES = {
+    "django.db.backends.postgresql_psycopg2": "django.db.backends.postgresql",
+    "django_prometheus.db.backends.postgresql": "django.db.backends.postgresql",
+    "django_prometheus.db.backends.postgis": "django.contrib.gis.db.backends.postgis",
+    "django_prometheus.db.backends.mysql": "django.db.backends.mysql",
+    "django_prometheus.db.backends.sqlite3": "django.db.backends.sqlite3",
+}
+_ANY_ENGINE_CONNECTORS = {"dbbackup.db.django.DjangoConnector"}
+
+
+def base_metadata(engine: str, connector_path: str) -> dict[str, Any]:
+    """``engine`` and ``connector`` merged with the user's metadata setter, if any.
+
+    The setter gets a copy of the base dict and returns a dict (or ``None``); its keys win,
+    as in django-dbbackup. A setter that raises is logged and ignored: a backup is worth more
+    than its extra metadata.
+    """
+    metadata: dict[str, Any] = {"engine": engine, "connector": connector_path}
+    setter = settings.callable_setting("BACKUP_METADATA_SETTER")
+    if setter is None:
+        return metadata
+    try:
+        extra = setter(copy.deepcopy(metadata))
+    except Exception:
+        logger.exception("DBBACKUP_BACKUP_METADATA_SETTER raised; the backup goes on without its keys")
+        return metadata
+    if extra is None:
+        return metadata
+    if not isinstance(extra, Mapping):
+        raise DbbackupConfigurationError(
+            f"DBBACKUP_BACKUP_METADATA_SETTER must return a dict or None, not {type(extra).__name__}."
+        )
+    metadata.update(extra)
+    try:
+        json.dumps(metadata)
+    except (TypeError, ValueError) as exc:
+        raise DbbackupConfigurationError(
+            f"DBBACKUP_BACKUP_METADATA_SETTER returned values that are not JSON: {exc}"
+        ) from exc
+    return metadata
+
+
+def complete(
+    metadata: dict[str, Any],
+    *,
+    database: str | None,
+    size: int,
+    sha256: str,
+    compression: str | None,
+    encrypted: bool,
+) -> dict[str, Any]:
+    """Add dbbackup's own record of the stored bytes under the ``dbbackup`` key."""
+    return {
+        **metadata,
+        KEY: {
+            "format": FORMAT_VERSION,
+            "version": dbbackup.__version__,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "database": database,
+            "size": size,
+            "sha256": sha256,
+            "compression": compression,
+            "encrypted": encrypted,
+            "django": django.get_version(),
+        },
+    }
+
+
+def dumps(metadata: Mapping[str, Any]) -> bytes:
+    return json.dumps(metadata, sort_keys=False).encode("utf-8")
+
+
+def loads(raw: bytes, label: str) -> dict[str, Any] | None:
+    """Parse a sidecar; a malformed one is reported and treated as absent."""
+    try:
+        metadata = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        logger.warning("Ignoring %s: it is not valid JSON", label)
+        return None
+    if not isinstance(metadata, dict):
+        logger.warning("Ignoring %s: it is not a JSON object", label)
+        return None
+    return metadata
+
+
+def read_local(path: str | Path) -> dict[str, Any] | None:
+    """The sidecar beside a local backup file, or ``None``."""
+    sidecar = Path(f"{path}.metadata")
+    if not sidecar.is_file():
+        return None
+    return loads(sidecar.read_bytes(), str(sidecar))
+
+
+def integrity(metadata: Mapping[str, Any] | None) -> tuple[str | None, int | None]:
+    """The recorded SHA-256 and size of the stored bytes, when the sidecar has them."""
+    record = (metadata or {}).get(KEY)
+    if not isinstance(record, Mapping):
+        return None, None
+    sha256, size = record.get("sha256"), record.get("size")
+    return (sha256 if isinstance(sha256, str) else None, size if isinstance(size, int) else None)
+
+
+def normalized_engine(engine: str) -> str:
+    return _EQUIVALENT_ENGINES.get(engine, engine)
+
+
+def check_restorable(metadata: Mapping[str, Any] | None, target_engine: str, filename: str) -> None:
+    """Refuse a restore the sidecar or ``DBBACKUP_RESTORE_METADATA_VALIDATOR`` rules out.
+
+    The engine must match the target's (unless the backup is engine-neutral, as the Django
+    connector's JSON is). The validator gets a copy of the metadata; ``False`` refuses,
+    ``True`` or ``None`` (no opinion) accepts, and an exception refuses with its message.
+    """
+    if not metadata:
+        return
+    engine = metadata.get("engine")
+    if (
+        isinstance(engine, str)
+        and metadata.get("connector") not in _ANY_ENGINE_CONNECTORS
+        and normalized_engine(engine) != normalized_engine(target_engine)
+    ):
+        raise MetadataError(
+            f"{filename} is a backup of a {engine} database and cannot be restored into "
+            f"{target_engine}; restore it into a database of the same engine."
+        )
+    validator = settings.callable_setting("RESTORE_METADATA_VALIDATOR")
+    if validator is None:
+        return
+    try:
+        verdict = validator(copy.deepcopy(dict(metadata)))
+    except Exception as exc:
+        raise MetadataError(f"DBBACKUP_RESTORE_METADATA_VALIDATOR refused {filename}: {exc}") from exc
+    if verdict is False:
+        raise MetadataError(f"DBBACKUP_RESTORE_METADATA_VALIDATOR refused {filename}.")
+    if verdict not in (True, None):
+        raise DbbackupConfigurationError(
+            "DBBACKUP_RESTORE_METADATA_VALIDATOR must return True, False or None, "
+            f"not {type(verdict).__name__}."
+        )

@@ -1,0 +1,235 @@
+"""The only module of dbbackup that starts processes.
+
+Rules it keeps so that callers do not have to:
+
+* argv is always a list, never a shell string; nothing is run through a shell;
+* secrets travel in the environment (or a 0600 file made by the caller), never in argv;
+  the caller names them in ``secrets`` so that they are also cut out of error messages;
+* stderr (and stdout when it is not the data) is drained on a thread into a bounded tail, so a
+  chatty tool can neither deadlock on a full pipe nor fill memory;
+* a process is reaped only after its pipes are drained; a stream closed early, or a failure
+  of the data source, kills the tool so that it never sees a clean end of input.
+
+Failures raise :class:`~dbbackup.exceptions.CommandConnectorError` carrying the redacted argv,
+the exit status and the tail of stderr.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import subprocess
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from dbbackup.exceptions import CommandConnectorError
+from dbbackup.streams import CHUNK_SIZE, _ReaderBase
+
+#: How much of a tool's stderr is kept for error messages.
+STDERR_TAIL_BYTES = 8 * 1024
+#: How long to wait for a tool to exit once its output has ended.
+EXIT_TIMEOUT_SECONDS = 60
+
+REDACTED = "********"
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """Return ``text`` with every non-empty secret replaced by asterisks."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def describe(argv: Sequence[str], secrets: Iterable[str] = ()) -> str:
+    """A printable, redacted rendering of ``argv`` for messages and logs."""
+    import shlex
+
+    return redact(shlex.join(argv), list(secrets))
+
+
+class _Tail:
+    """Drains a pipe on a daemon thread, keeping only its last bytes."""
+
+    def __init__(self, pipe: BinaryIO, limit: int = STDERR_TAIL_BYTES) -> None:
+        self._chunks: collections.deque[bytes] = collections.deque()
+        self._size = 0
+        self._limit = limit
+        self._thread = threading.Thread(target=self._drain, args=(pipe,), daemon=True)
+        self._thread.start()
+
+    def _drain(self, pipe: BinaryIO) -> None:
+        with pipe:
+            while chunk := pipe.read(4096):
+                self._chunks.append(chunk)
+                self._size += len(chunk)
+                while self._size - len(self._chunks[0]) >= self._limit:
+                    self._size -= len(self._chunks.popleft())
+
+    def text(self, timeout: float | None = EXIT_TIMEOUT_SECONDS) -> str:
+        self._thread.join(timeout)
+        data = b"".join(self._chunks)[-self._limit :]
+        return data.decode("utf-8", errors="replace").strip()
+
+
+@dataclass(frozen=True)
+class Command:
+    """What to run: an argv list, the full environment, and what to keep out of messages.
+
+    ``missing_hint`` completes the message shown when ``argv[0]`` is not found (say, which
+    package provides the tool and which setting names another executable).
+    """
+
+    argv: Sequence[str]
+    env: Mapping[str, str] | None = None
+    secrets: tuple[str, ...] = ()
+    missing_hint: str = ""
+
+    def describe(self) -> str:
+        return describe(self.argv, self.secrets)
+
+    def error(self, message: str, returncode: int | None = None, stderr: str = "") -> CommandConnectorError:
+        stderr = redact(stderr, self.secrets)
+        full = f"{message}: {self.describe()}"
+        if returncode is not None:
+            full += f" (exit status {returncode})"
+        if stderr:
+            full += f"\n{stderr}"
+        return CommandConnectorError(
+            full,
+            argv=[redact(arg, self.secrets) for arg in self.argv],
+            returncode=returncode,
+            stderr_tail=stderr,
+        )
+
+    def start(self, **popen_kwargs) -> subprocess.Popen:
+        try:
+            return subprocess.Popen(
+                list(self.argv),
+                env=dict(self.env) if self.env is not None else None,
+                **popen_kwargs,
+            )
+        except FileNotFoundError as exc:
+            hint = f" {self.missing_hint}" if self.missing_hint else ""
+            raise CommandConnectorError(
+                f"The command {self.argv[0]!r} was not found on PATH.{hint}",
+                argv=[self.argv[0]],
+            ) from exc
+        except OSError as exc:
+            raise self.error(f"Could not start the command ({exc.strerror})") from exc
+
+
+def _close_quietly(pipe: BinaryIO) -> None:
+    try:
+        pipe.close()
+    except BrokenPipeError:
+        pass
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(timeout=EXIT_TIMEOUT_SECONDS)
+
+
+class ProcessOutput(_ReaderBase):
+    """A readable stream of a running tool's stdout.
+
+    The end of the stream is only reported (``b""``) once the tool has exited with status 0;
+    otherwise reading the end raises :class:`CommandConnectorError`. Closing the stream before
+    its end kills the tool.
+    """
+
+    def __init__(self, command: Command, stdin: BinaryIO | int | None = subprocess.DEVNULL) -> None:
+        self.command = command
+        self._proc = command.start(stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self._stderr = _Tail(self._proc.stderr)
+        self._finished = False
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    def _read(self, size: int) -> bytes:
+        if self._finished:
+            return b""
+        data = self._proc.stdout.read1(size) if size else b""
+        if data or not size:
+            return data
+        self._finish()
+        return b""
+
+    def _finish(self) -> None:
+        self._proc.stdout.close()
+        returncode = self._proc.wait(timeout=EXIT_TIMEOUT_SECONDS)
+        stderr = self._stderr.text()
+        self._finished = True
+        if returncode != 0:
+            raise self.command.error("The command failed", returncode, stderr)
+
+    def close(self) -> None:
+        if not self.closed and not self._finished:
+            _kill(self._proc)
+            self._proc.stdout.close()
+            self._finished = True
+        super().close()
+
+
+def feed(command: Command, source: BinaryIO, chunk_size: int = CHUNK_SIZE) -> str:
+    """Run ``command`` with ``source`` streamed to its stdin; return its (tail of) stdout.
+
+    The tool's stdin is closed only after ``source`` has ended cleanly. If reading ``source``
+    raises (a checksum mismatch found at its end, say), the tool is killed before it sees the end
+    of its input and the exception propagates: a tool that commits on a clean end of input
+    (``psql --single-transaction``) therefore commits nothing.
+
+    Raises :class:`CommandConnectorError` when the tool exits with a non-zero status.
+    """
+    proc = command.start(stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    stdout, stderr = _Tail(proc.stdout), _Tail(proc.stderr)
+    try:
+        while chunk := source.read(chunk_size):
+            try:
+                proc.stdin.write(chunk)
+            except BrokenPipeError:
+                break  # the tool stopped reading: its exit status says why
+    except BaseException:
+        _kill(proc)
+        _close_quietly(proc.stdin)
+        raise
+    _close_quietly(proc.stdin)
+    returncode = proc.wait(timeout=None)
+    out, err = stdout.text(), stderr.text()
+    if returncode != 0:
+        raise command.error("The command failed", returncode, err or out)
+    return out
+
+
+def run(command: Command, timeout: float = EXIT_TIMEOUT_SECONDS) -> str:
+    """Run ``command`` to completion with no input; return its stdout as text.
+
+    For small outputs only (``--version`` and the like). Raises
+    :class:`CommandConnectorError` on a non-zero exit status or a timeout.
+    """
+    proc = command.start(stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        _kill(proc)
+        raise command.error(f"The command did not finish within {timeout} seconds") from exc
+    if proc.returncode != 0:
+        raise command.error("The command failed", proc.returncode, err.decode("utf-8", "replace"))
+    return out.decode("utf-8", errors="replace")
+
+
+def build_env(
+    *layers: Mapping[str, str] | None, inherit: bool = True
+) -> dict[str, str]:
+    """Merge environment layers, later ones winning, optionally over ``os.environ``."""
+    env = dict(os.environ) if inherit else {}
+    for layer in layers:
+        if layer:
+            env.update({str(key): str(value) for key, value in layer.items()})
+    return env

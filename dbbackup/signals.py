@@ -1,0 +1,83 @@
+"""The eight signals dbbackup sends around its operations.
+
+Every signal is sent with ``Signal.send()``: a receiver's exception propagates. A raising
+``pre_*`` receiver stops the operation before anything is written or restored. ``post_*``
+signals are sent once the work is complete and kept; every receiver runs, and a failure is
+reported afterwards without undoing anything.
+
+``sender`` is the management command's class (``Command`` in
+``dbbackup.management.commands.<name>``). ``servername`` is the effective server name: the
+``--servername`` value, else ``DBBACKUP_HOSTNAME``. ``storage`` is the
+:class:`dbbackup.storage.Storage` wrapper.
+"""
+
+from django.dispatch import Signal
+
+#: Before a database backup. Kwargs: ``database`` (the connector's settings dict: the
+#: ``DATABASES`` entry merged with ``DBBACKUP_CONNECTORS[alias]``), ``connector``, ``servername``.
+pre_backup = Signal()
+
+#: After a database backup is stored. Kwargs: ``database``, ``connector``, ``servername``,
+#: ``filename`` (the stored name), ``storage``.
+post_backup = Signal()
+
+#: Before a database restore. Kwargs: ``database`` (the ``DATABASES`` entry), ``database_name``
+#: (the alias), ``filename`` (the stored name, or the local path given with ``-I``),
+#: ``servername``, ``storage``.
+pre_restore = Signal()
+
+#: After a database restore. Kwargs: ``database``, ``database_name``, ``filename``,
+#: ``servername``, ``connector`` (the connector that restored), ``storage``.
+post_restore = Signal()
+
+#: Before a media backup. Kwargs: ``servername``, ``storage``.
+pre_media_backup = Signal()
+
+#: After a media backup is stored. Kwargs: ``filename``, ``servername``, ``storage``.
+post_media_backup = Signal()
+
+#: Before a media restore. Kwargs: ``filename``, ``servername``, ``storage``.
+pre_media_restore = Signal()
+
+#: After a media restore. Kwargs: ``filename``, ``servername``, ``storage``.
+post_media_restore = Signal()
+
+
+def send_pre(signal: Signal, name: str, sender: type | None, **kwargs) -> None:
+    """Send a ``pre_*`` signal; a receiver's exception becomes a veto.
+
+    Raises :class:`~dbbackup.exceptions.SignalReceiverError` whose message is the receiver's.
+    """
+    from dbbackup.exceptions import SignalReceiverError
+
+    try:
+        signal.send(sender=sender, **kwargs)
+    except Exception as exc:
+        raise SignalReceiverError(
+            f"A {name} receiver stopped the operation before anything was changed: {_message(exc)}",
+            signal_name=name,
+        ) from exc
+
+
+def send_post(signal: Signal, name: str, sender: type | None, done: str, **kwargs) -> None:
+    """Send a ``post_*`` signal to every receiver, then report the first failure, if any.
+
+    ``done`` says what was completed (and is kept), for the error message.
+    """
+    from dbbackup.exceptions import SignalReceiverError
+
+    failures = [
+        response for _, response in signal.send_robust(sender=sender, **kwargs) if isinstance(response, Exception)
+    ]
+    if failures:
+        raise SignalReceiverError(
+            f"{done}, and is kept, but a {name} receiver failed: {_message(failures[0])}",
+            signal_name=name,
+        ) from failures[0]
+
+
+def _message(exc: BaseException) -> str:
+    messages = getattr(exc, "messages", None)  # ValidationError
+    if isinstance(messages, list) and messages:
+        return "; ".join(str(message) for message in messages)
+    return str(exc) or type(exc).__name__

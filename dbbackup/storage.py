@@ -1,0 +1,300 @@
+"""The backup storage: a thin wrapper over a Django storage.
+
+The backend comes from ``STORAGES["dbbackup"]`` (``BACKEND`` and ``OPTIONS``, option names
+lower-cased as django-dbbackup does). Without that entry, backups go to a private
+``FileSystemStorage`` in ``<BASE_DIR>/backups`` (or ``./backups`` when the project defines no
+``BASE_DIR``), with directories 0700 and files 0600.
+
+Everything that differs between storages is handled here, not in the commands:
+
+* a write goes to a hidden temporary name and is published under its final name only once the
+  whole stream was stored; a failure deletes what was written, so no half file looks like a
+  backup; an existing backup is never overwritten;
+* on local storages published files are made 0600 unless the storage sets its own
+  ``file_permissions_mode``;
+* listing walks sub-folders only when the filename templates can produce them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import posixpath
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from django.conf import settings as django_settings
+from django.core.files import File
+from django.core.files.storage import FileSystemStorage
+from django.core.files.storage import Storage as DjangoStorage
+from django.utils.module_loading import import_string
+
+from dbbackup import names, settings
+from dbbackup.exceptions import (
+    BackupNotFoundError,
+    DbbackupConfigurationError,
+    StorageError,
+)
+
+__all__ = ["Storage", "StorageError", "get_storage", "get_storage_class"]
+
+logger = logging.getLogger("dbbackup.storage")
+
+DEFAULT_BACKEND = "django.core.files.storage.FileSystemStorage"
+PRIVATE_FILE_MODE = 0o600
+PRIVATE_DIRECTORY_MODE = 0o700
+
+
+def default_location() -> str:
+    """Where backups go when ``STORAGES["dbbackup"]`` is not configured."""
+    base = getattr(django_settings, "BASE_DIR", None)
+    root = Path(base) if base else Path.cwd()
+    return str(root / settings.DEFAULT_BACKUP_DIRECTORY_NAME)
+
+
+def get_storage_class(path: str | None = None) -> type[DjangoStorage]:
+    """Import a storage class by dotted path (default: the backup storage's backend)."""
+    path = path or _configured()[0]
+    try:
+        return import_string(path)
+    except ImportError as exc:
+        raise DbbackupConfigurationError(
+            f'STORAGES["{settings.STORAGES_DBBACKUP_ALIAS}"]["BACKEND"] = {path!r} cannot be '
+            f"imported: {exc}"
+        ) from exc
+
+
+def _configured() -> tuple[str, dict[str, Any]]:
+    alias = settings.STORAGES_DBBACKUP_ALIAS
+    entry = getattr(django_settings, "STORAGES", {}).get(alias)
+    if entry is None:
+        return DEFAULT_BACKEND, {
+            "location": default_location(),
+            "file_permissions_mode": PRIVATE_FILE_MODE,
+            "directory_permissions_mode": PRIVATE_DIRECTORY_MODE,
+        }
+    if not isinstance(entry, dict) or "BACKEND" not in entry and "OPTIONS" not in entry:
+        raise DbbackupConfigurationError(
+            f'STORAGES["{alias}"] must be a dict with "BACKEND" and optional "OPTIONS".'
+        )
+    return entry.get("BACKEND", DEFAULT_BACKEND), dict(entry.get("OPTIONS") or {})
+
+
+def get_storage(path: str | None = None, options: dict[str, Any] | None = None) -> Storage:
+    """The backup storage wrapper (``STORAGES["dbbackup"]`` unless told otherwise)."""
+    return Storage(path, **(options or {}))
+
+
+class Storage:
+    """Backup-shaped operations over one Django storage instance (``.storage``)."""
+
+    def __init__(self, storage_path: str | None = None, **options: Any) -> None:
+        backend, configured = _configured()
+        if storage_path is None:
+            options = {**options, **configured}
+        storage_class = get_storage_class(storage_path or backend)
+        options = {key.lower(): value for key, value in options.items()}
+        try:
+            self.storage: DjangoStorage = storage_class(**options)
+        except Exception as exc:
+            raise DbbackupConfigurationError(
+                f"The backup storage {storage_class.__name__} could not be created with options "
+                f"{sorted(options)}: {exc}"
+            ) from exc
+        self.name = type(self.storage).__name__
+
+    def __str__(self) -> str:
+        return f"dbbackup-{self.name}"
+
+    # -- plain file operations -------------------------------------------------------------
+
+    def exists(self, name: str) -> bool:
+        return self.storage.exists(name)
+
+    def read_file(self, filepath: str) -> File:
+        """Open a stored file for reading (binary); the caller closes it."""
+        try:
+            handle = self.storage.open(filepath, "rb")
+        except FileNotFoundError as exc:
+            raise BackupNotFoundError(f"There is no file {filepath!r} in {self}.") from exc
+        except Exception as exc:
+            raise StorageError(f"Could not open {filepath!r} in {self}: {exc}") from exc
+        if not getattr(handle, "name", None):
+            handle.name = filepath
+        return handle
+
+    def delete_file(self, filepath: str) -> None:
+        logger.info("Deleting %s", filepath)
+        self.storage.delete(filepath)
+
+    def write_file(self, filehandle: BinaryIO, filename: str) -> str:
+        """Store the whole stream under ``filename``, atomically; return the stored name.
+
+        Raises :class:`StorageError` if ``filename`` already exists or the write fails; in both
+        cases nothing new is left in the storage.
+        """
+        if self.storage.exists(filename):
+            raise StorageError(f"{filename!r} already exists in {self}; it was not overwritten.")
+        if _local_path(self.storage, filename) is not None:
+            return self._write_local(filehandle, filename)
+        try:
+            stored = self.storage.save(filename, File(filehandle, name=filename))
+        except BaseException:
+            self._discard(filename)
+            raise
+        return stored
+
+    def _write_local(self, filehandle: BinaryIO, filename: str) -> str:
+        directory, basename = posixpath.split(filename)
+        temporary = posixpath.join(directory, f".{basename}{names.PARTIAL_MARKER}{uuid.uuid4().hex}")
+        try:
+            stored_temporary = self.storage.save(temporary, File(filehandle, name=temporary))
+        except BaseException:
+            self._discard(temporary)
+            raise
+        source = self.storage.path(stored_temporary)
+        target = self.storage.path(filename)
+        try:
+            os.link(source, target)  # fails rather than replacing an existing backup
+        except FileExistsError as exc:
+            raise StorageError(f"{filename!r} already exists in {self}; it was not overwritten.") from exc
+        finally:
+            os.unlink(source)
+        if getattr(self.storage, "file_permissions_mode", None) is None:
+            os.chmod(target, PRIVATE_FILE_MODE)
+        return filename
+
+    def _discard(self, name: str) -> None:
+        try:
+            if self.storage.exists(name):
+                self.storage.delete(name)
+        except Exception:  # the original error matters more; say what may be left
+            logger.warning("Could not delete the incomplete file %s from %s", name, self)
+
+    def list_directory(self, path: str = "") -> list[str]:
+        """Names of the files directly in ``path`` (relative to the storage root)."""
+        try:
+            _, files = self.storage.listdir(path)
+        except FileNotFoundError:
+            return []
+        except NotImplementedError as exc:
+            raise StorageError(f"{self} cannot list its files, so backups cannot be found.") from exc
+        return sorted(posixpath.join(path, name) if path else name for name in files)
+
+    def walk(self, path: str = "") -> Iterator[str]:
+        """Every file below ``path``, depth first."""
+        try:
+            directories, files = self.storage.listdir(path)
+        except FileNotFoundError:
+            return
+        for name in sorted(files):
+            yield posixpath.join(path, name) if path else name
+        for directory in sorted(directories):
+            yield from self.walk(posixpath.join(path, directory) if path else directory)
+
+    # -- backups ---------------------------------------------------------------------------
+
+    def list_backups(
+        self,
+        encrypted: bool | None = None,
+        compressed: bool | None = None,
+        content_type: str | None = None,
+        database: str | None = None,
+        servername: str | None = None,
+    ) -> list[str]:
+        """Names of the backups matching every filter given, oldest first.
+
+        ``database`` is an alias and ``servername`` a server name; both must match their
+        whole field of the name.
+        """
+        return [p.name for p in self.find_backups(encrypted, compressed, content_type, database, servername)]
+
+    def find_backups(
+        self,
+        encrypted: bool | None = None,
+        compressed: bool | None = None,
+        content_type: str | None = None,
+        database: str | None = None,
+        servername: str | None = None,
+    ) -> list[names.ParsedName]:
+        """Like :meth:`list_backups`, returning what each name says, oldest first."""
+        if content_type not in (None, *names.CONTENT_TYPES):
+            raise ValueError(f"content_type must be 'db' or 'media', not {content_type!r}")
+        kinds = (content_type,) if content_type else names.CONTENT_TYPES
+        walk = any(names.template_has_folders(kind) for kind in kinds)
+        found = []
+        for name in self.walk() if walk else self.list_directory():
+            parsed = names.parse(name, content_type, database=database, servername=servername)
+            if parsed is None:
+                continue
+            if encrypted is not None and parsed.encrypted != encrypted:
+                continue
+            if compressed is not None and (parsed.compression is not None) != compressed:
+                continue
+            found.append(parsed)
+        return sorted(found, key=_age_key)
+
+    def get_latest_backup(self, **filters: Any) -> str:
+        """The newest backup matching ``filters`` (see :meth:`list_backups`)."""
+        backups = self.list_backups(**filters)
+        if not backups:
+            raise BackupNotFoundError(_nothing_found(self, filters))
+        return backups[-1]
+
+    def get_older_backup(self, **filters: Any) -> str:
+        """The oldest backup matching ``filters``."""
+        backups = self.list_backups(**filters)
+        if not backups:
+            raise BackupNotFoundError(_nothing_found(self, filters))
+        return backups[0]
+
+    def clean_old_backups(
+        self,
+        encrypted: bool | None = None,
+        compressed: bool | None = None,
+        content_type: str | None = None,
+        database: str | None = None,
+        servername: str | None = None,
+        keep_number: int | None = None,
+    ) -> list[str]:
+        """Delete all but the newest ``keep_number`` matching backups; return what was deleted.
+
+        ``keep_number`` defaults to ``DBBACKUP_CLEANUP_KEEP`` (``..._KEEP_MEDIA`` for media).
+        Files for which ``DBBACKUP_CLEANUP_KEEP_FILTER(name)`` is true are kept. A deleted
+        backup's ``.metadata`` sidecar is deleted with it.
+        """
+        if keep_number is None:
+            keep_number = settings.CLEANUP_KEEP_MEDIA if content_type == "media" else settings.CLEANUP_KEEP
+        keep_filter = settings.callable_setting("CLEANUP_KEEP_FILTER")
+        backups = self.list_backups(encrypted, compressed, content_type, database, servername)
+        doomed = backups[: max(len(backups) - int(keep_number), 0)]
+        deleted = []
+        for name in doomed:
+            if keep_filter is not None and keep_filter(name):
+                continue
+            self.delete_file(name)
+            if self.storage.exists(name + names.METADATA_SUFFIX):
+                self.delete_file(name + names.METADATA_SUFFIX)
+            deleted.append(name)
+        return deleted
+
+
+def _age_key(parsed: names.ParsedName) -> tuple:
+    date = parsed.date
+    return (date is not None, date or 0, parsed.name)
+
+
+def _nothing_found(storage: Storage, filters: dict[str, Any]) -> str:
+    described = ", ".join(f"{key}={value!r}" for key, value in filters.items() if value is not None)
+    return f"There is no backup in {storage}" + (f" matching {described}." if described else ".")
+
+
+def _local_path(storage: DjangoStorage, name: str) -> str | None:
+    if not isinstance(storage, FileSystemStorage):
+        return None
+    try:
+        return storage.path(name)
+    except NotImplementedError:
+        return None

@@ -1,0 +1,183 @@
+"""Readable byte streams that the pipeline stages are made of.
+
+Each stage is a read-only, non-seekable binary stream wrapping the one before it. A stage that
+finds a problem raises from ``read()``, at the latest when the end of its input is reached, so
+the consumer (a storage write or a connector restore) never sees a clean end of stream for bad
+data. Consumers therefore commit only after ``read()`` has returned ``b""``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Callable, Iterable, Iterator
+from typing import BinaryIO
+
+from dbbackup.exceptions import CorruptBackupError
+
+#: How much a stage asks of the one before it at a time.
+CHUNK_SIZE = 1024 * 1024
+
+
+class _ReaderBase(io.RawIOBase):
+    """A read-only raw stream whose subclasses implement ``_read(size)``."""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self._read(len(buffer))
+        size = len(data)
+        buffer[:size] = data
+        return size
+
+    def _read(self, size: int) -> bytes:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            return self.readall()
+        return self._read(size)
+
+    def readall(self) -> bytes:
+        parts = []
+        while chunk := self._read(CHUNK_SIZE):
+            parts.append(chunk)
+        return b"".join(parts)
+
+
+class IteratorReader(_ReaderBase):
+    """A stream over an iterable of byte chunks (a generator, say).
+
+    Closing the stream closes the generator, so its ``finally`` blocks run.
+    """
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks: Iterator[bytes] = iter(chunks)
+        self._pending = b""
+
+    def _read(self, size: int) -> bytes:
+        while not self._pending:
+            try:
+                self._pending = next(self._chunks)
+            except StopIteration:
+                return b""
+        data, self._pending = self._pending[:size], self._pending[size:]
+        return data
+
+    def close(self) -> None:
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            close()
+        super().close()
+
+
+class WrappedReader(_ReaderBase):
+    """A stage over another binary stream; closing it closes the inner stream."""
+
+    def __init__(self, inner: BinaryIO) -> None:
+        self.inner = inner
+
+    def _read(self, size: int) -> bytes:
+        return self.inner.read(size)
+
+    def close(self) -> None:
+        if not self.closed:
+            try:
+                self.inner.close()
+            finally:
+                super().close()
+
+
+class DigestReader(WrappedReader):
+    """Passes bytes through, counting them and computing their SHA-256.
+
+    With ``expected_sha256`` and/or ``expected_size``, the end of the stream raises
+    :class:`CorruptBackupError` instead of returning ``b""`` when they disagree.
+    """
+
+    def __init__(
+        self,
+        inner: BinaryIO,
+        *,
+        expected_sha256: str | None = None,
+        expected_size: int | None = None,
+        label: str = "the backup",
+    ) -> None:
+        super().__init__(inner)
+        self._hash = hashlib.sha256()
+        self.size = 0
+        self.expected_sha256 = expected_sha256
+        self.expected_size = expected_size
+        self.label = label
+
+    def _read(self, size: int) -> bytes:
+        data = self.inner.read(size)
+        if data:
+            self._hash.update(data)
+            self.size += len(data)
+        else:
+            self._verify()
+        return data
+
+    @property
+    def sha256(self) -> str:
+        return self._hash.hexdigest()
+
+    def _verify(self) -> None:
+        if self.expected_size is not None and self.size != self.expected_size:
+            raise CorruptBackupError(
+                f"{self.label} is {self.size} bytes long but its metadata says "
+                f"{self.expected_size}: it is truncated or was changed."
+            )
+        if self.expected_sha256 is not None and self.sha256 != self.expected_sha256:
+            raise CorruptBackupError(
+                f"{self.label} does not match the SHA-256 in its metadata: it was damaged or "
+                "changed after it was written."
+            )
+
+
+class PeekableReader(WrappedReader):
+    """Lets a stage look at the first bytes of a stream without consuming them."""
+
+    def __init__(self, inner: BinaryIO) -> None:
+        super().__init__(inner)
+        self._head = b""
+
+    def peek(self, size: int) -> bytes:
+        while len(self._head) < size:
+            data = self.inner.read(size - len(self._head))
+            if not data:
+                break
+            self._head += data
+        return self._head[:size]
+
+    def _read(self, size: int) -> bytes:
+        if self._head:
+            data, self._head = self._head[:size], self._head[size:]
+            return data
+        return self.inner.read(size)
+
+
+class CallbackOnEndReader(WrappedReader):
+    """Calls ``on_end()`` once, when the inner stream ends; what it raises propagates."""
+
+    def __init__(self, inner: BinaryIO, on_end: Callable[[], None]) -> None:
+        super().__init__(inner)
+        self._on_end: Callable[[], None] | None = on_end
+
+    def _read(self, size: int) -> bytes:
+        data = self.inner.read(size)
+        if not data and self._on_end is not None:
+            on_end, self._on_end = self._on_end, None
+            on_end()
+        return data
+
+
+def copy_stream(source: BinaryIO, write: Callable[[bytes], object], chunk_size: int = CHUNK_SIZE) -> int:
+    """Copy ``source`` to ``write`` in chunks until its end; return the number of bytes."""
+    total = 0
+    while chunk := source.read(chunk_size):
+        write(chunk)
+        total += len(chunk)
+    return total

@@ -1,0 +1,44 @@
+"""Settings of the test project: SQLite databases, throwaway storage set per test."""
+
+import os
+import tempfile
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent
+SECRET_KEY = "tests-only-not-secret"
+DEBUG = False
+USE_TZ = True
+TIME_ZONE = "UTC"
+
+INSTALLED_APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "dbbackup",
+    "tests.testapp",
+]
+
+_SCRATCH = Path(os.environ.get("DBBACKUP_TEST_DIR") or tempfile.mkdtemp(prefix="dbbackup-tests-"))
+
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": str(_SCRATCH / "default.sqlite3"),
+        "TEST": {"NAME": str(_SCRATCH / "test-default.sqlite3")},
+    },
+}
+
+STORAGES = {
+    "default": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(_SCRATCH / "media")},
+    },
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "dbbackup": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(_SCRATCH / "backups")},
+    },
+}
+
+DBBACKUP_HOSTNAME = "testhost"
+DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
