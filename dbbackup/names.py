@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
+from typing import NamedTuple
 
 from django.utils import timezone
 
@@ -178,6 +179,13 @@ def split_suffixes(extension: str) -> tuple[str, str | None, bool]:
 _PLACEHOLDER = "\ue000{}\ue001"
 
 
+class _TemplatePattern(NamedTuple):
+    """A filename template run backwards: the regex, and whether names contain folders."""
+
+    regex: re.Pattern[str]
+    has_folders: bool
+
+
 @lru_cache(maxsize=64)
 def _pattern_for(
     template: str | Callable[..., str],
@@ -185,7 +193,7 @@ def _pattern_for(
     content_type: str,
     databasename: str | None,
     servername: str | None,
-) -> re.Pattern[str] | None:
+) -> _TemplatePattern | None:
     fields = {
         "databasename": databasename if databasename is not None else _PLACEHOLDER.format(0),
         "servername": servername if servername is not None else _PLACEHOLDER.format(1),
@@ -214,7 +222,8 @@ def _pattern_for(
             pattern.append(re.escape(piece))
     if "datetime" not in seen:
         return None
-    return re.compile("".join(pattern) + r"\Z")
+    has_folders = "/" in "".join(re.split("\ue000\\d\ue001", rendered))
+    return _TemplatePattern(re.compile("".join(pattern) + r"\Z"), has_folders)
 
 
 def parse(
@@ -232,14 +241,14 @@ def parse(
     if name.endswith(METADATA_SUFFIX) or PARTIAL_MARKER in name.rsplit("/", 1)[-1]:
         return None
     for kind in (content_type,) if content_type else CONTENT_TYPES:
+        if kind == "media" and database is not None:
+            continue  # media backups belong to no database
         dbname = database_name_for_filename(database) if database is not None else None
-        if kind == "media":
-            dbname = None
         pattern = _pattern_for(_template(kind), settings.DATE_FORMAT, kind, dbname, servername)
         if pattern is None:
             parsed = _parse_loosely(name, kind)
         else:
-            match = pattern.match(name)
+            match = pattern.regex.match(name)
             parsed = _from_match(name, kind, match.groupdict(), dbname, servername) if match else None
         if parsed is not None and (parsed.extension == "tar") == (kind == "media"):
             return parsed
@@ -275,4 +284,4 @@ def _parse_loosely(name: str, kind: str) -> ParsedName | None:
 def template_has_folders(content_type: str) -> bool:
     """Whether names of this content type may contain ``/`` (so storage must be walked)."""
     pattern = _pattern_for(_template(content_type), settings.DATE_FORMAT, content_type, None, None)
-    return pattern is None or "/" in pattern.pattern
+    return pattern is None or pattern.has_folders

@@ -245,6 +245,8 @@ def plan_restore(
 ) -> RestorePlan:
     """Find the backup to restore and check that it may be restored; change nothing."""
     database = _target_database(database)
+    if decrypt:
+        raise EncryptionError(ENCRYPTION_UNAVAILABLE.replace("back up without -e", "restore an unencrypted backup"))
     storage = storage or get_storage()
     if input_path:
         filename, local = input_path, True
@@ -270,7 +272,7 @@ def plan_restore(
         metadata = _read_metadata(storage, filename)
 
     _, compression, encrypted = names.split_suffixes(Path(filename).name.split(".", 1)[-1])
-    if encrypted or decrypt:
+    if encrypted:
         raise EncryptionError(ENCRYPTION_UNAVAILABLE.replace("back up without -e", "restore an unencrypted backup"))
     target_engine = django_settings.DATABASES[database]["ENGINE"]
     manifest.check_restorable(metadata, target_engine, filename)

@@ -10,8 +10,8 @@ Everything that differs between storages is handled here, not in the commands:
 * a write goes to a hidden temporary name and is published under its final name only once the
   whole stream was stored; a failure deletes what was written, so no half file looks like a
   backup; an existing backup is never overwritten;
-* on local storages published files are made 0600 unless the storage sets its own
-  ``file_permissions_mode``;
+* on local storages backups are created 0600 (never readable by others, not even while being
+  written) unless the storage's ``OPTIONS`` set a ``file_permissions_mode``;
 * listing walks sub-folders only when the filename templates can produce them.
 """
 
@@ -26,12 +26,15 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from django.conf import settings as django_settings
+from django.core.exceptions import SuspiciousOperation
 from django.core.files import File
 from django.core.files.storage import FileSystemStorage
 from django.core.files.storage import Storage as DjangoStorage
+from django.core.files.storage import storages
 from django.utils.module_loading import import_string
 
 from dbbackup import names, settings
+from dbbackup.streams import copy_stream
 from dbbackup.exceptions import (
     BackupNotFoundError,
     DbbackupConfigurationError,
@@ -92,17 +95,30 @@ class Storage:
 
     def __init__(self, storage_path: str | None = None, **options: Any) -> None:
         backend, configured = _configured()
+        alias = settings.STORAGES_DBBACKUP_ALIAS
         if storage_path is None:
             options = {**options, **configured}
-        storage_class = get_storage_class(storage_path or backend)
         options = {key.lower(): value for key, value in options.items()}
-        try:
-            self.storage: DjangoStorage = storage_class(**options)
-        except Exception as exc:
-            raise DbbackupConfigurationError(
-                f"The backup storage {storage_class.__name__} could not be created with options "
-                f"{sorted(options)}: {exc}"
-            ) from exc
+        #: A file mode the project chose for this storage; local backups are 0600 otherwise.
+        self._explicit_file_mode: int | None = options.get("file_permissions_mode")
+        if storage_path is None and options == configured and alias in getattr(django_settings, "STORAGES", {}):
+            # Django's handler caches one instance per alias (reset by override_settings), so
+            # e.g. an InMemoryStorage keeps its files between calls.
+            try:
+                self.storage: DjangoStorage = storages[alias]
+            except Exception as exc:
+                raise DbbackupConfigurationError(
+                    f'The backup storage STORAGES["{alias}"] could not be created: {exc}'
+                ) from exc
+        else:
+            storage_class = get_storage_class(storage_path or backend)
+            try:
+                self.storage = storage_class(**options)
+            except Exception as exc:
+                raise DbbackupConfigurationError(
+                    f"The backup storage {storage_class.__name__} could not be created with "
+                    f"options {sorted(options)}: {exc}"
+                ) from exc
         self.name = type(self.storage).__name__
 
     def __str__(self) -> str:
@@ -111,7 +127,10 @@ class Storage:
     # -- plain file operations -------------------------------------------------------------
 
     def exists(self, name: str) -> bool:
-        return self.storage.exists(name)
+        try:
+            return self.storage.exists(name)
+        except SuspiciousOperation as exc:
+            raise StorageError(f"{name!r} is not a valid name in {self}: {exc}") from exc
 
     def read_file(self, filepath: str) -> File:
         """Open a stored file for reading (binary); the caller closes it."""
@@ -119,6 +138,8 @@ class Storage:
             handle = self.storage.open(filepath, "rb")
         except FileNotFoundError as exc:
             raise BackupNotFoundError(f"There is no file {filepath!r} in {self}.") from exc
+        except SuspiciousOperation as exc:
+            raise StorageError(f"{filepath!r} is not a valid name in {self}: {exc}") from exc
         except Exception as exc:
             raise StorageError(f"Could not open {filepath!r} in {self}: {exc}") from exc
         if not getattr(handle, "name", None):
@@ -135,9 +156,14 @@ class Storage:
         Raises :class:`StorageError` if ``filename`` already exists or the write fails; in both
         cases nothing new is left in the storage.
         """
-        if self.storage.exists(filename):
+        try:
+            exists = self.storage.exists(filename)
+            local = _local_path(self.storage, filename) is not None
+        except SuspiciousOperation as exc:
+            raise StorageError(f"{filename!r} is not a valid name in {self}: {exc}") from exc
+        if exists:
             raise StorageError(f"{filename!r} already exists in {self}; it was not overwritten.")
-        if _local_path(self.storage, filename) is not None:
+        if local:
             return self._write_local(filehandle, filename)
         try:
             stored = self.storage.save(filename, File(filehandle, name=filename))
@@ -147,23 +173,29 @@ class Storage:
         return stored
 
     def _write_local(self, filehandle: BinaryIO, filename: str) -> str:
-        directory, basename = posixpath.split(filename)
-        temporary = posixpath.join(directory, f".{basename}{names.PARTIAL_MARKER}{uuid.uuid4().hex}")
+        """Write to a private temporary file beside the target, then hard-link it into place.
+
+        The temporary file is created 0600 and exclusively, so a backup is never readable by
+        others, not even while it is written; ``os.link`` refuses to replace an existing file.
+        """
+        target = Path(self.storage.path(filename))
+        directory_mode = getattr(self.storage, "directory_permissions_mode", None) or PRIVATE_DIRECTORY_MODE
+        target.parent.mkdir(mode=directory_mode, parents=True, exist_ok=True)
+        temporary = target.parent / f".{target.name}{names.PARTIAL_MARKER}{uuid.uuid4().hex}"
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
         try:
-            stored_temporary = self.storage.save(temporary, File(filehandle, name=temporary))
-        except BaseException:
-            self._discard(temporary)
-            raise
-        source = self.storage.path(stored_temporary)
-        target = self.storage.path(filename)
-        try:
-            os.link(source, target)  # fails rather than replacing an existing backup
-        except FileExistsError as exc:
-            raise StorageError(f"{filename!r} already exists in {self}; it was not overwritten.") from exc
+            with os.fdopen(descriptor, "wb") as handle:
+                copy_stream(filehandle, handle.write)
+                handle.flush()
+                os.fsync(handle.fileno())
+            try:
+                os.link(temporary, target)
+            except FileExistsError as exc:
+                raise StorageError(f"{filename!r} already exists in {self}; it was not overwritten.") from exc
         finally:
-            os.unlink(source)
-        if getattr(self.storage, "file_permissions_mode", None) is None:
-            os.chmod(target, PRIVATE_FILE_MODE)
+            temporary.unlink(missing_ok=True)
+        if self._explicit_file_mode is not None:
+            os.chmod(target, self._explicit_file_mode)
         return filename
 
     def _discard(self, name: str) -> None:

@@ -25,6 +25,11 @@ DATABASES = {
         "NAME": str(_SCRATCH / "default.sqlite3"),
         "TEST": {"NAME": str(_SCRATCH / "test-default.sqlite3")},
     },
+    "other": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": str(_SCRATCH / "other.sqlite3"),
+        "TEST": {"NAME": str(_SCRATCH / "test-other.sqlite3")},
+    },
 }
 
 STORAGES = {

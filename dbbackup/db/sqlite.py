@@ -129,9 +129,16 @@ def _execute_script(stream: BinaryIO, scratch_path: str) -> None:
         connection.execute("BEGIN")
         for raw_line in io.BufferedReader(_RawAdapter(stream), CHUNK_SIZE):
             try:
-                statement += raw_line.decode("utf-8")
+                line = raw_line.decode("utf-8")
             except UnicodeDecodeError as exc:
-                raise CorruptBackupError(f"The SQL dump is not UTF-8 text (statement {number + 1}).") from exc
+                raise CorruptBackupError(
+                    f"The backup is neither a SQLite database nor UTF-8 SQL text (statement {number + 1})."
+                ) from exc
+            if "\x00" in line:
+                raise CorruptBackupError(
+                    f"The backup is neither a SQLite database nor SQL text (NUL byte in statement {number + 1})."
+                )
+            statement += line
             if not sqlite3.complete_statement(statement):
                 continue
             number += 1
@@ -216,10 +223,12 @@ class SqliteConnector(_SqliteConnectorBase):
                 yield "DELETE FROM sqlite_sequence;\n"
                 yield from _insert_lines(connection, "sqlite_sequence", replace=False)
             others = cursor.execute(
-                "SELECT type, sql FROM sqlite_master WHERE type IN ('index', 'trigger', 'view') "
+                "SELECT type, tbl_name, sql FROM sqlite_master WHERE type IN ('index', 'trigger', 'view') "
                 "AND sql IS NOT NULL ORDER BY type = 'view', name"
             ).fetchall()
-            for kind, sql in others:
+            for kind, table, sql in others:
+                if table in self.exclude:
+                    continue
                 create = f"CREATE {kind.upper()}"
                 yield _one_line(sql).replace(create, f"{create} IF NOT EXISTS", 1) + ";\n"
             cursor.close()

@@ -1,0 +1,117 @@
+import gzip
+import hashlib
+import io
+import os
+
+import pytest
+from django.test import override_settings
+
+from dbbackup import codecs
+from dbbackup.exceptions import CorruptBackupError
+from dbbackup.streams import DigestReader, IteratorReader, PeekableReader
+
+DATA = os.urandom(200_000) + "ünïcode".encode() * 10_000
+
+
+def test_iterator_reader_serves_any_read_size_and_closes_the_generator():
+    closed = []
+
+    def chunks():
+        try:
+            yield b"abc"
+            yield b""
+            yield b"defgh"
+        finally:
+            closed.append(True)
+
+    reader = IteratorReader(chunks())
+    assert reader.read(2) == b"ab"
+    assert reader.read(10) == b"c"
+    assert reader.read() == b"defgh"
+    assert reader.read(1) == b""
+    reader.close()
+    assert closed == [True]
+
+
+def test_digest_reader_counts_and_hashes():
+    reader = DigestReader(io.BytesIO(DATA))
+    assert reader.read() == DATA
+    assert reader.size == len(DATA)
+    assert reader.sha256 == hashlib.sha256(DATA).hexdigest()
+
+
+def test_digest_reader_raises_at_the_end_when_the_checksum_differs():
+    tampered = bytearray(DATA)
+    tampered[len(DATA) // 2] ^= 0xFF
+    reader = DigestReader(
+        io.BytesIO(bytes(tampered)), expected_sha256=hashlib.sha256(DATA).hexdigest(), label="x.dump"
+    )
+    with pytest.raises(CorruptBackupError, match="x.dump does not match the SHA-256"):
+        while reader.read(65536):
+            pass
+
+
+def test_digest_reader_raises_at_the_end_when_the_size_differs():
+    reader = DigestReader(io.BytesIO(DATA[:-10]), expected_size=len(DATA), label="x.dump")
+    with pytest.raises(CorruptBackupError, match="truncated"):
+        reader.read()
+
+
+def test_peekable_reader_peeks_without_consuming():
+    reader = PeekableReader(io.BytesIO(b"hello world"))
+    assert reader.peek(5) == b"hello"
+    assert reader.peek(2) == b"he"
+    assert reader.read(3) == b"hel"
+    assert reader.read() == b"lo world"
+
+
+@pytest.mark.parametrize("level", [1, 6, 9])
+def test_gzip_compressor_writes_a_standard_gzip_stream(level):
+    with override_settings(DBBACKUP_GZIP_LEVEL=level):
+        compressed = codecs.by_name("gzip").compress(io.BytesIO(DATA)).read()
+    assert compressed[:2] == b"\x1f\x8b"
+    assert gzip.decompress(compressed) == DATA
+
+
+def test_gzip_written_by_the_gzip_module_is_detected_and_read():
+    stream, codec = codecs.open_decompressed(io.BytesIO(gzip.compress(DATA, 9)), label="x", expected=None)
+    assert codec.name == "gzip"
+    assert stream.read() == DATA
+
+
+def test_concatenated_gzip_members_are_read_whole():
+    data = gzip.compress(b"first ") + gzip.compress(b"second")
+    stream, _ = codecs.open_decompressed(io.BytesIO(data), label="x", expected="gzip")
+    assert stream.read() == b"first second"
+
+
+def test_plain_data_passes_through_when_no_compression_is_expected():
+    stream, codec = codecs.open_decompressed(io.BytesIO(DATA), label="x", expected=None)
+    assert codec is None
+    assert stream.read() == DATA
+
+
+def test_truncated_gzip_is_corrupt():
+    stream, _ = codecs.open_decompressed(io.BytesIO(gzip.compress(DATA)[:-100]), label="x.gz", expected=None)
+    with pytest.raises(CorruptBackupError, match="x.gz is not a valid gzip stream"):
+        stream.read()
+
+
+def test_flipped_bytes_in_gzip_are_corrupt():
+    damaged = bytearray(gzip.compress(DATA))
+    damaged[len(damaged) // 2] ^= 0x55
+    stream, _ = codecs.open_decompressed(io.BytesIO(bytes(damaged)), label="x.gz", expected=None)
+    with pytest.raises(CorruptBackupError):
+        stream.read()
+
+
+def test_a_name_promising_gzip_over_plain_bytes_is_refused():
+    with pytest.raises(CorruptBackupError, match="named as gzip-compressed"):
+        codecs.open_decompressed(io.BytesIO(b"plain text"), label="x.gz", expected="gzip")
+
+
+def test_unknown_codec_name_is_a_configuration_error():
+    from dbbackup.exceptions import DbbackupConfigurationError
+
+    with pytest.raises(DbbackupConfigurationError, match="choose one of gzip"):
+        codecs.by_name("lzma")
