@@ -11,7 +11,9 @@ from django.core.checks import Error, Tags, Warning, register
 from dbbackup import names, settings
 from dbbackup.exceptions import DbbackupConfigurationError
 
-W001 = Warning("DBBACKUP_HOSTNAME is empty.", hint="Set DBBACKUP_HOSTNAME to a non-empty string.", id="dbbackup.W001")
+W001 = Warning(
+    "DBBACKUP_HOSTNAME is empty.", hint="Set DBBACKUP_HOSTNAME to a non-empty string.", id="dbbackup.W001"
+)
 
 
 def _template_problem(name: str, check_id: str) -> list:

@@ -97,9 +97,7 @@ def detect(stream: PeekableReader) -> Codec | None:
     return None
 
 
-def open_decompressed(
-    stream: BinaryIO, *, label: str, expected: str | None
-) -> tuple[BinaryIO, Codec | None]:
+def open_decompressed(stream: BinaryIO, *, label: str, expected: str | None) -> tuple[BinaryIO, Codec | None]:
     """Wrap ``stream`` in the decompressor its magic bytes call for.
 
     ``expected`` is the compression the file's name announces (``"gzip"`` for ``.gz``) or

@@ -17,6 +17,7 @@ the exit status and the tail of stderr.
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import subprocess
 import threading
@@ -122,10 +123,8 @@ class Command:
 
 
 def _close_quietly(pipe: BinaryIO) -> None:
-    try:
+    with contextlib.suppress(BrokenPipeError):
         pipe.close()
-    except BrokenPipeError:
-        pass
 
 
 def _kill(proc: subprocess.Popen) -> None:
@@ -224,9 +223,7 @@ def run(command: Command, timeout: float = EXIT_TIMEOUT_SECONDS) -> str:
     return out.decode("utf-8", errors="replace")
 
 
-def build_env(
-    *layers: Mapping[str, str] | None, inherit: bool = True
-) -> dict[str, str]:
+def build_env(*layers: Mapping[str, str] | None, inherit: bool = True) -> dict[str, str]:
     """Merge environment layers, later ones winning, optionally over ``os.environ``."""
     env = dict(os.environ) if inherit else {}
     for layer in layers:

@@ -143,6 +143,5 @@ def callable_setting(name: str) -> Callable | None:
         if callable(value):
             return value
     raise DbbackupConfigurationError(
-        f"{SETTING_NAMES[name]} must be a callable or the dotted path of one, "
-        f"not {type(value).__name__}."
+        f"{SETTING_NAMES[name]} must be a callable or the dotted path of one, not {type(value).__name__}."
     )

@@ -67,7 +67,9 @@ def send_post(signal: Signal, name: str, sender: type | None, done: str, **kwarg
     from dbbackup.exceptions import SignalReceiverError
 
     failures = [
-        response for _, response in signal.send_robust(sender=sender, **kwargs) if isinstance(response, Exception)
+        response
+        for _, response in signal.send_robust(sender=sender, **kwargs)
+        if isinstance(response, Exception)
     ]
     if failures:
         raise SignalReceiverError(

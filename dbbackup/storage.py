@@ -28,18 +28,17 @@ from typing import Any, BinaryIO
 from django.conf import settings as django_settings
 from django.core.exceptions import SuspiciousOperation
 from django.core.files import File
-from django.core.files.storage import FileSystemStorage
+from django.core.files.storage import FileSystemStorage, storages
 from django.core.files.storage import Storage as DjangoStorage
-from django.core.files.storage import storages
 from django.utils.module_loading import import_string
 
 from dbbackup import names, settings
-from dbbackup.streams import copy_stream
 from dbbackup.exceptions import (
     BackupNotFoundError,
     DbbackupConfigurationError,
     StorageError,
 )
+from dbbackup.streams import copy_stream
 
 __all__ = ["Storage", "StorageError", "get_storage", "get_storage_class"]
 
@@ -64,8 +63,7 @@ def get_storage_class(path: str | None = None) -> type[DjangoStorage]:
         return import_string(path)
     except ImportError as exc:
         raise DbbackupConfigurationError(
-            f'STORAGES["{settings.STORAGES_DBBACKUP_ALIAS}"]["BACKEND"] = {path!r} cannot be '
-            f"imported: {exc}"
+            f'STORAGES["{settings.STORAGES_DBBACKUP_ALIAS}"]["BACKEND"] = {path!r} cannot be imported: {exc}'
         ) from exc
 
 
@@ -78,7 +76,7 @@ def _configured() -> tuple[str, dict[str, Any]]:
             "file_permissions_mode": PRIVATE_FILE_MODE,
             "directory_permissions_mode": PRIVATE_DIRECTORY_MODE,
         }
-    if not isinstance(entry, dict) or "BACKEND" not in entry and "OPTIONS" not in entry:
+    if not isinstance(entry, dict) or ("BACKEND" not in entry and "OPTIONS" not in entry):
         raise DbbackupConfigurationError(
             f'STORAGES["{alias}"] must be a dict with "BACKEND" and optional "OPTIONS".'
         )
@@ -101,7 +99,11 @@ class Storage:
         options = {key.lower(): value for key, value in options.items()}
         #: A file mode the project chose for this storage; local backups are 0600 otherwise.
         self._explicit_file_mode: int | None = options.get("file_permissions_mode")
-        if storage_path is None and options == configured and alias in getattr(django_settings, "STORAGES", {}):
+        if (
+            storage_path is None
+            and options == configured
+            and alias in getattr(django_settings, "STORAGES", {})
+        ):
             # Django's handler caches one instance per alias (reset by override_settings), so
             # e.g. an InMemoryStorage keeps its files between calls.
             try:

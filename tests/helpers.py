@@ -28,12 +28,10 @@ def snapshot(alias: str = "default") -> dict[str, object]:
     connection = connections[alias]
     connection.ensure_connection()
     raw = connection.connection
-    tables = raw.execute(
-        "SELECT name, sql FROM sqlite_master WHERE type = 'table' ORDER BY name"
-    ).fetchall()
+    tables = raw.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table' ORDER BY name").fetchall()
     result: dict[str, object] = {}
     for name, sql in tables:
         quoted = '"' + name.replace('"', '""') + '"'
         order = "" if name == "sqlite_sequence" else " ORDER BY rowid"
-        result[name] = (sql, raw.execute(f"SELECT * FROM {quoted}{order}").fetchall())  # noqa: S608
+        result[name] = (sql, raw.execute(f"SELECT * FROM {quoted}{order}").fetchall())
     return result

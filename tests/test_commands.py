@@ -158,8 +158,14 @@ def test_listbackups_filters(backup_dir):
         return [line.split()[0] for line in out.splitlines()]
 
     assert len(listed()) == 4
-    assert listed("-d", "default") == ["default-h-2026-01-01-000000.sqlite3", "default-h-2026-01-02-000000.sqlite3.gz"]
-    assert listed("-z") == ["default-h-2026-01-02-000000.sqlite3.gz", "other-h-2026-01-03-000000.sqlite3.gz.gpg"]
+    assert listed("-d", "default") == [
+        "default-h-2026-01-01-000000.sqlite3",
+        "default-h-2026-01-02-000000.sqlite3.gz",
+    ]
+    assert listed("-z") == [
+        "default-h-2026-01-02-000000.sqlite3.gz",
+        "other-h-2026-01-03-000000.sqlite3.gz.gpg",
+    ]
     assert listed("-Z", "-c", "db") == ["default-h-2026-01-01-000000.sqlite3"]
     assert listed("-e") == ["other-h-2026-01-03-000000.sqlite3.gz.gpg"]
     assert len(listed("-E")) == 3
@@ -176,10 +182,21 @@ def test_listbackups_rejects_an_unknown_content_type(backup_dir):
 
 def test_call_command_keyword_names_match_django_dbbackup(backup_dir):
     add_known_data()
-    call_command("dbbackup", database="default", servername="kw", compress=True, clean=False, interactive=False, quiet=True)
+    call_command(
+        "dbbackup",
+        database="default",
+        servername="kw",
+        compress=True,
+        clean=False,
+        interactive=False,
+        quiet=True,
+    )
     [name] = get_storage().list_backups()
-    assert name.startswith("default-kw-") and name.endswith(".gz")
-    call_command("dbrestore", database="default", input_filename=name, uncompress=True, interactive=False, quiet=True)
+    assert name.startswith("default-kw-")
+    assert name.endswith(".gz")
+    call_command(
+        "dbrestore", database="default", input_filename=name, uncompress=True, interactive=False, quiet=True
+    )
     call_command("listbackups", content_type="db", compressed=True, encrypted=False, stdout=io.StringIO())
 
 
@@ -226,7 +243,9 @@ def test_missing_named_backup(backup_dir):
 
 @pytest.mark.parametrize("command", ["dbbackup", "dbrestore"])
 def test_unknown_database_alias(backup_dir, command):
-    with pytest.raises(CommandError, match=r"There is no database 'nope' in DATABASES \(known aliases: default, other\)"):
+    with pytest.raises(
+        CommandError, match=r"There is no database 'nope' in DATABASES \(known aliases: default, other\)"
+    ):
         run(command, "-d", "nope", "--noinput")
 
 
@@ -244,7 +263,10 @@ def test_backup_of_another_engine_is_refused(backup_dir):
         io.BytesIO(json.dumps({"engine": "django.db.backends.postgresql", "connector": "x.Y"}).encode()),
         "default-h-2026-01-01-000000.psql.bin.metadata",
     )
-    with pytest.raises(CommandError, match="is a backup of a django.db.backends.postgresql database and cannot be restored into"):
+    with pytest.raises(
+        CommandError,
+        match="is a backup of a django.db.backends.postgresql database and cannot be restored into",
+    ):
         run("dbrestore", "-d", "default", "--noinput")
     assert snapshot() == before
 
@@ -277,14 +299,18 @@ def test_truncated_compressed_backup_is_refused_and_the_database_kept(backup_dir
 
 
 def test_file_that_is_not_what_its_suffix_says(backup_dir):
-    get_storage().write_file(io.BytesIO(b"SQLite format 3\x00" + b"\x00" * 100), "default-h-2026-01-01-000000.sqlite3.gz")
+    get_storage().write_file(
+        io.BytesIO(b"SQLite format 3\x00" + b"\x00" * 100), "default-h-2026-01-01-000000.sqlite3.gz"
+    )
     with pytest.raises(CommandError, match="named as gzip-compressed"):
         run("dbrestore", "-d", "default", "--noinput")
 
 
 def test_malformed_setting(backup_dir, settings):
     settings.DBBACKUP_FILENAME_TEMPLATE = ["not", "a", "template"]
-    with pytest.raises(CommandError, match="DBBACKUP_FILENAME_TEMPLATE must be a format string or a callable"):
+    with pytest.raises(
+        CommandError, match="DBBACKUP_FILENAME_TEMPLATE must be a format string or a callable"
+    ):
         run("dbbackup", "-d", "default")
     assert stored_names() == []
 
@@ -311,7 +337,8 @@ def test_recorded_connector_that_no_longer_exists_falls_back_with_a_warning(back
     sidecar.write_text(json.dumps(metadata))
     Note.objects.all().delete()
     _, err = run("dbrestore", "-d", "default", "-i", "x.sqlite3", "--noinput")
-    assert "gone.module.Connector" in err and "configured in the settings instead" in err
+    assert "gone.module.Connector" in err
+    assert "configured in the settings instead" in err
     assert snapshot() == before
 
 
@@ -357,7 +384,8 @@ def test_exclude_tables_with_the_sql_connector(backup_dir, settings):
     run("dbbackup", "-d", "default", "-x", "testapp_tag, django_content_type")
     [name] = get_storage().list_backups()
     text = (backup_dir / name).read_text()
-    assert '"testapp_note"' in text and '"testapp_tag"' not in text
+    assert '"testapp_note"' in text
+    assert '"testapp_tag"' not in text
 
 
 def test_errors_are_one_line_command_errors_not_tracebacks(backup_dir, capsys):

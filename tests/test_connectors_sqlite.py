@@ -92,21 +92,23 @@ def test_sql_dump_excludes_tables():
 
 def test_a_django_dbbackup_style_sql_dump_restores(tmp_path):
     legacy = (
-        'CREATE TABLE IF NOT EXISTS "note" ("id" integer NOT NULL PRIMARY KEY AUTOINCREMENT, '
-        '"title" text NOT NULL, "payload" BLOB NOT NULL);\n'
-        "INSERT OR REPLACE INTO \"note\" VALUES(7,'multi\nline ''quoted'' );\n',X'00FF');\n"
-        'CREATE TABLE IF NOT EXISTS "tag" ("id" integer NOT NULL PRIMARY KEY AUTOINCREMENT, '
-        '"note_id" integer NOT NULL REFERENCES "note" ("id") DEFERRABLE INITIALLY DEFERRED);\n'
-        "INSERT OR REPLACE INTO \"tag\" VALUES(1,7);\n"
-        'CREATE INDEX IF NOT EXISTS "tag_note_id" ON "tag" ("note_id");\n'
-    ).encode()
+        b'CREATE TABLE IF NOT EXISTS "note" ("id" integer NOT NULL PRIMARY KEY AUTOINCREMENT, '
+        b'"title" text NOT NULL, "payload" BLOB NOT NULL);\n'
+        b"INSERT OR REPLACE INTO \"note\" VALUES(7,'multi\nline ''quoted'' );\n',X'00FF');\n"
+        b'CREATE TABLE IF NOT EXISTS "tag" ("id" integer NOT NULL PRIMARY KEY AUTOINCREMENT, '
+        b'"note_id" integer NOT NULL REFERENCES "note" ("id") DEFERRABLE INITIALLY DEFERRED);\n'
+        b'INSERT OR REPLACE INTO "tag" VALUES(1,7);\n'
+        b'CREATE INDEX IF NOT EXISTS "tag_note_id" ON "tag" ("note_id");\n'
+    )
     target = tmp_path / "target.sqlite3"
     SqliteConnector("default", NAME=str(target)).restore_dump(io.BytesIO(legacy))
     restored = sqlite3.connect(target)
     assert restored.execute("SELECT id, title, payload FROM note").fetchall() == [
         (7, "multi\nline 'quoted' );\n", b"\x00\xff")
     ]
-    assert restored.execute("SELECT name FROM sqlite_master WHERE type = 'index'").fetchall() == [("tag_note_id",)]
+    assert restored.execute("SELECT name FROM sqlite_master WHERE type = 'index'").fetchall() == [
+        ("tag_note_id",)
+    ]
     restored.close()
 
 
@@ -188,7 +190,9 @@ def test_scratch_files_are_removed(tmp_path, settings):
 
 
 def test_get_connector_applies_connector_settings(settings):
-    settings.DBBACKUP_CONNECTORS = {"default": {"CONNECTOR": "dbbackup.db.sqlite.SqliteConnector", "EXCLUDE": ["a"]}}
+    settings.DBBACKUP_CONNECTORS = {
+        "default": {"CONNECTOR": "dbbackup.db.sqlite.SqliteConnector", "EXCLUDE": ["a"]}
+    }
     connector = get_connector("default")
     assert isinstance(connector, SqliteConnector)
     assert connector.exclude == ["a"]

@@ -13,7 +13,9 @@ def test_default_names_match_django_dbbackup():
     assert names.generate_filename("sqlite3", "default", "host1", when=WHEN) == (
         "default-host1-2026-11-21-150115.sqlite3"
     )
-    assert names.generate_filename("tar.gz", "", "msrv", "media", when=WHEN) == "msrv-2026-11-21-150115.tar.gz"
+    assert (
+        names.generate_filename("tar.gz", "", "msrv", "media", when=WHEN) == "msrv-2026-11-21-150115.tar.gz"
+    )
 
 
 def test_servername_defaults_to_hostname():
@@ -26,7 +28,9 @@ def test_databasename_is_alias_basename_cut_at_first_dot():
 
 
 def test_runs_of_dashes_collapse_and_a_leading_dash_goes():
-    with override_settings(DBBACKUP_FILENAME_TEMPLATE="{databasename}--{servername}---{datetime}.{extension}"):
+    with override_settings(
+        DBBACKUP_FILENAME_TEMPLATE="{databasename}--{servername}---{datetime}.{extension}"
+    ):
         assert names.generate_filename("dump", "", "h", when=WHEN) == "h-2026-11-21-150115.dump"
 
 
@@ -48,15 +52,19 @@ def test_callable_template_gets_keyword_fields():
 
 
 def test_bad_template_type_is_a_configuration_error():
-    with override_settings(DBBACKUP_FILENAME_TEMPLATE=42):
-        with pytest.raises(DbbackupConfigurationError, match="DBBACKUP_FILENAME_TEMPLATE"):
-            names.generate_filename("dump", "default")
+    with (
+        override_settings(DBBACKUP_FILENAME_TEMPLATE=42),
+        pytest.raises(DbbackupConfigurationError, match="DBBACKUP_FILENAME_TEMPLATE"),
+    ):
+        names.generate_filename("dump", "default")
 
 
 def test_unknown_template_field_is_a_configuration_error():
-    with override_settings(DBBACKUP_FILENAME_TEMPLATE="{database}-{datetime}.{extension}"):
-        with pytest.raises(DbbackupConfigurationError, match="may use"):
-            names.generate_filename("dump", "default")
+    with (
+        override_settings(DBBACKUP_FILENAME_TEMPLATE="{database}-{datetime}.{extension}"),
+        pytest.raises(DbbackupConfigurationError, match="may use"),
+    ):
+        names.generate_filename("dump", "default")
 
 
 def test_parse_reads_every_field_back():

@@ -79,7 +79,9 @@ def test_feed_kills_the_tool_before_end_of_input_when_the_source_fails(tmp_path)
 
 
 def test_feed_reports_a_tool_that_fails_part_way():
-    code = "import sys\nsys.stdin.buffer.read(10)\nprint('syntax error at line 1', file=sys.stderr)\nsys.exit(2)"
+    code = (
+        "import sys\nsys.stdin.buffer.read(10)\nprint('syntax error at line 1', file=sys.stderr)\nsys.exit(2)"
+    )
     with pytest.raises(CommandConnectorError, match="syntax error at line 1") as info:
         process.feed(command(code), io.BytesIO(os.urandom(10_000_000)))
     assert info.value.returncode == 2
@@ -88,7 +90,12 @@ def test_feed_reports_a_tool_that_fails_part_way():
 def test_secrets_are_redacted_from_messages_and_argv():
     secret = "s3cr3t-pa55"
     failing = process.Command(
-        argv=[PY, "-c", f"import sys; print('auth failed for {secret}', file=sys.stderr); sys.exit(1)", secret],
+        argv=[
+            PY,
+            "-c",
+            f"import sys; print('auth failed for {secret}', file=sys.stderr); sys.exit(1)",
+            secret,
+        ],
         secrets=(secret,),
     )
     with pytest.raises(CommandConnectorError) as info:
@@ -102,7 +109,9 @@ def test_secrets_are_redacted_from_messages_and_argv():
 def test_env_is_passed_and_layers_override_in_order():
     env = process.build_env({"A": "1", "B": "1"}, None, {"B": "2"}, inherit=False)
     assert env == {"A": "1", "B": "2"}
-    out = process.run(process.Command(argv=[PY, "-c", "import os; print(os.environ['B'])"], env={**os.environ, **env}))
+    out = process.run(
+        process.Command(argv=[PY, "-c", "import os; print(os.environ['B'])"], env={**os.environ, **env})
+    )
     assert out.strip() == "2"
     assert "PATH" in process.build_env({}, inherit=True)
 

@@ -61,7 +61,7 @@ def test_module_attribute_can_be_patched_like_django_dbbackup_tests_do():
 )
 def test_admins_reads_plural_then_singular_then_admins(django_settings, expected):
     with override_settings(**django_settings):
-        assert settings.ADMINS == expected
+        assert expected == settings.ADMINS
 
 
 def test_unknown_setting_is_an_attribute_error():
@@ -74,9 +74,13 @@ def test_callable_setting_accepts_dotted_paths_and_rejects_junk():
         import os.path
 
         assert settings.callable_setting("CLEANUP_KEEP_FILTER") is os.path.isabs
-    with override_settings(DBBACKUP_CLEANUP_KEEP_FILTER="no.such.module.func"):
-        with pytest.raises(DbbackupConfigurationError, match="DBBACKUP_CLEANUP_KEEP_FILTER"):
-            settings.callable_setting("CLEANUP_KEEP_FILTER")
-    with override_settings(DBBACKUP_CLEANUP_KEEP_FILTER=42):
-        with pytest.raises(DbbackupConfigurationError, match="must be a callable"):
-            settings.callable_setting("CLEANUP_KEEP_FILTER")
+    with (
+        override_settings(DBBACKUP_CLEANUP_KEEP_FILTER="no.such.module.func"),
+        pytest.raises(DbbackupConfigurationError, match="DBBACKUP_CLEANUP_KEEP_FILTER"),
+    ):
+        settings.callable_setting("CLEANUP_KEEP_FILTER")
+    with (
+        override_settings(DBBACKUP_CLEANUP_KEEP_FILTER=42),
+        pytest.raises(DbbackupConfigurationError, match="must be a callable"),
+    ):
+        settings.callable_setting("CLEANUP_KEEP_FILTER")

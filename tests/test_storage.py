@@ -23,7 +23,9 @@ def failing_stream(good_bytes: int):
 
 def test_writes_go_to_the_configured_storage(backup_dir):
     storage = get_storage()
-    assert storage.write_file(io.BytesIO(b"data"), "a-h-2026-01-01-000000.dump") == "a-h-2026-01-01-000000.dump"
+    assert (
+        storage.write_file(io.BytesIO(b"data"), "a-h-2026-01-01-000000.dump") == "a-h-2026-01-01-000000.dump"
+    )
     assert (backup_dir / "a-h-2026-01-01-000000.dump").read_bytes() == b"data"
     assert str(storage) == "dbbackup-FileSystemStorage"
 
@@ -82,7 +84,9 @@ def test_a_bad_backend_is_a_configuration_error(settings):
     settings.STORAGES = {"dbbackup": {"BACKEND": "no.such.Storage"}}
     with pytest.raises(DbbackupConfigurationError, match="no.such.Storage"):
         get_storage()
-    settings.STORAGES = {"dbbackup": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"x": 1}}}
+    settings.STORAGES = {
+        "dbbackup": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"x": 1}}
+    }
     with pytest.raises(DbbackupConfigurationError, match="could not be created"):
         get_storage()
 
@@ -113,22 +117,38 @@ def test_listing_and_latest_match_aliases_exactly(any_storage):
         "default-h-2026-01-01-000000.sqlite3",
         "default-h-2026-01-03-000000.sqlite3",
     ]
-    assert any_storage.get_latest_backup(content_type="db", database="default") == "default-h-2026-01-03-000000.sqlite3"
-    assert any_storage.get_older_backup(content_type="db", database="default") == "default-h-2026-01-01-000000.sqlite3"
+    assert (
+        any_storage.get_latest_backup(content_type="db", database="default")
+        == "default-h-2026-01-03-000000.sqlite3"
+    )
+    assert (
+        any_storage.get_older_backup(content_type="db", database="default")
+        == "default-h-2026-01-01-000000.sqlite3"
+    )
     assert any_storage.list_backups(content_type="media") == ["h-2026-01-04-000000.tar"]
     assert len(any_storage.list_backups()) == 4
 
 
 def test_compression_and_encryption_filters(any_storage):
-    _store(any_storage, "d-h-2026-01-01-000000.dump", "d-h-2026-01-02-000000.dump.gz", "d-h-2026-01-03-000000.dump.gz.gpg")
-    assert any_storage.list_backups(compressed=True) == ["d-h-2026-01-02-000000.dump.gz", "d-h-2026-01-03-000000.dump.gz.gpg"]
+    _store(
+        any_storage,
+        "d-h-2026-01-01-000000.dump",
+        "d-h-2026-01-02-000000.dump.gz",
+        "d-h-2026-01-03-000000.dump.gz.gpg",
+    )
+    assert any_storage.list_backups(compressed=True) == [
+        "d-h-2026-01-02-000000.dump.gz",
+        "d-h-2026-01-03-000000.dump.gz.gpg",
+    ]
     assert any_storage.list_backups(compressed=False) == ["d-h-2026-01-01-000000.dump"]
     assert any_storage.list_backups(encrypted=True) == ["d-h-2026-01-03-000000.dump.gz.gpg"]
     assert any_storage.list_backups(encrypted=False, compressed=True) == ["d-h-2026-01-02-000000.dump.gz"]
 
 
 def test_no_backup_is_a_clear_error(any_storage):
-    with pytest.raises(BackupNotFoundError, match="There is no backup in dbbackup-.* matching database='default'"):
+    with pytest.raises(
+        BackupNotFoundError, match="There is no backup in dbbackup-.* matching database='default'"
+    ):
         any_storage.get_latest_backup(database="default", content_type="db")
 
 
@@ -153,13 +173,17 @@ def test_clean_keep_filter_pins_files(any_storage, settings):
     settings.DBBACKUP_CLEANUP_KEEP = 1
     settings.DBBACKUP_CLEANUP_KEEP_FILTER = lambda name: "01-01" in name
     _store(any_storage, *(f"default-h-2026-01-0{day}-000000.dump" for day in range(1, 4)))
-    assert any_storage.clean_old_backups(content_type="db", database="default") == ["default-h-2026-01-02-000000.dump"]
+    assert any_storage.clean_old_backups(content_type="db", database="default") == [
+        "default-h-2026-01-02-000000.dump"
+    ]
 
 
 def test_folder_templates_are_listed_through_sub_folders(any_storage, settings):
     settings.DBBACKUP_FILENAME_TEMPLATE = "{databasename}/{servername}-{datetime}.{extension}"
     _store(any_storage, "default/h-2026-01-01-000000.dump", "other/h-2026-01-02-000000.dump")
-    assert any_storage.list_backups(content_type="db", database="default") == ["default/h-2026-01-01-000000.dump"]
+    assert any_storage.list_backups(content_type="db", database="default") == [
+        "default/h-2026-01-01-000000.dump"
+    ]
 
 
 def test_read_file_of_a_missing_name_is_backup_not_found(any_storage):

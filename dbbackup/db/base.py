@@ -243,7 +243,9 @@ class BaseCommandDBConnector(BaseDBConnector):
         return self._command("DUMP_CMD", self.dump_prefix, self.dump_argv(), self.dump_suffix, self.dump_env)
 
     def restore_command(self) -> process.Command:
-        return self._command("RESTORE_CMD", self.restore_prefix, self.restore_argv(), self.restore_suffix, self.restore_env)
+        return self._command(
+            "RESTORE_CMD", self.restore_prefix, self.restore_argv(), self.restore_suffix, self.restore_env
+        )
 
     def _create_dump(self) -> BinaryIO:
         return process.ProcessOutput(self.dump_command())

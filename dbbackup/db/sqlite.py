@@ -136,7 +136,8 @@ def _execute_script(stream: BinaryIO, scratch_path: str) -> None:
                 ) from exc
             if "\x00" in line:
                 raise CorruptBackupError(
-                    f"The backup is neither a SQLite database nor SQL text (NUL byte in statement {number + 1})."
+                    "The backup is neither a SQLite database nor SQL text "
+                    f"(NUL byte in statement {number + 1})."
                 )
             statement += line
             if not sqlite3.complete_statement(statement):
@@ -188,7 +189,7 @@ class SqliteBackupConnector(_SqliteConnectorBase):
             finally:
                 destination.close()
             # The open handle keeps the data; the name goes now so nothing is left behind.
-            return open(path, "rb")  # noqa: SIM115 - the caller closes the stream
+            return open(path, "rb")
         except sqlite3.Error as exc:
             raise DumpError(f"SQLite could not back up {self.database_path!r}: {exc}") from exc
         finally:

@@ -26,7 +26,9 @@ class Command(BaseDbBackupCommand):
         parser.add_argument(
             "-d", "--database", help="Comma-separated aliases (default: DBBACKUP_DATABASES, or all)."
         )
-        parser.add_argument("-s", "--servername", help="Server name in the file name (default: DBBACKUP_HOSTNAME).")
+        parser.add_argument(
+            "-s", "--servername", help="Server name in the file name (default: DBBACKUP_HOSTNAME)."
+        )
         parser.add_argument("-z", "--compress", action="store_true", help="Compress with gzip (.gz).")
         parser.add_argument("-e", "--encrypt", action="store_true", help="Encrypt with GPG (.gpg).")
         parser.add_argument("-o", "--output-filename", dest="filename", help="Store under this exact name.")
@@ -60,8 +62,7 @@ class Command(BaseDbBackupCommand):
                 sender=type(self),
             )
             self.say(
-                f"Backed up {database!r} to {result.local_path or result.filename} "
-                f"({result.size} bytes)",
+                f"Backed up {database!r} to {result.local_path or result.filename} ({result.size} bytes)",
                 self.style.SUCCESS,
             )
             for name in result.cleaned:

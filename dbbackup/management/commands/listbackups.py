@@ -20,7 +20,11 @@ class Command(BaseDbBackupCommand):
             "-z", "--compressed", action="store_true", default=None, help="Only compressed backups."
         )
         parser.add_argument(
-            "-Z", "--not-compressed", action="store_false", dest="compressed", help="Only uncompressed backups."
+            "-Z",
+            "--not-compressed",
+            action="store_false",
+            dest="compressed",
+            help="Only uncompressed backups.",
         )
         parser.add_argument(
             "-e", "--encrypted", action="store_true", default=None, help="Only encrypted backups."

@@ -1,0 +1,176 @@
+"""Database backup: dump, compress, digest, store atomically, write the sidecar."""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from dbbackup import codecs, manifest, names, settings, signals
+from dbbackup.db.base import check_alias, get_connector
+from dbbackup.exceptions import (
+    DbbackupError,
+    EncryptionError,
+    StorageError,
+)
+from dbbackup.pipeline._common import (
+    ENCRYPTION_UNAVAILABLE,
+    apply_connector_options,
+    default_sender,
+)
+from dbbackup.storage import PRIVATE_FILE_MODE, Storage, get_storage
+from dbbackup.streams import DigestReader
+
+
+@dataclass
+class BackupResult:
+    """What :func:`backup_database` stored."""
+
+    database: str
+    filename: str
+    size: int
+    sha256: str
+    connector: str
+    servername: str
+    compression: str | None
+    encrypted: bool
+    local_path: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    cleaned: list[str] = field(default_factory=list)
+
+
+def backup_database(
+    database: str,
+    *,
+    servername: str | None = None,
+    compress: bool = False,
+    encrypt: bool = False,
+    output_filename: str | None = None,
+    output_path: str | None = None,
+    exclude_tables: list[str] | tuple[str, ...] = (),
+    schemas: list[str] | tuple[str, ...] = (),
+    clean: bool = False,
+    storage: Storage | None = None,
+    sender: type | None = None,
+) -> BackupResult:
+    """Back up one database (by alias) and return what was stored.
+
+    Sends ``pre_backup`` before anything is dumped (a raising receiver stops the backup) and
+    ``post_backup`` once the backup and its metadata are stored.
+    """
+    check_alias(database)
+    connector = get_connector(database)
+    apply_connector_options(connector, exclude_tables=exclude_tables, schemas=schemas)
+    if encrypt:
+        raise EncryptionError(ENCRYPTION_UNAVAILABLE)
+    storage = storage or get_storage()
+    sender = sender or default_sender("dbbackup")
+    effective_servername = servername or settings.HOSTNAME
+    compression = codecs.by_name("gzip") if compress else None
+
+    signals.send_pre(
+        signals.pre_backup,
+        "pre_backup",
+        sender,
+        database=connector.settings,
+        connector=connector,
+        servername=effective_servername,
+    )
+    base_metadata = manifest.base_metadata(connector.settings["ENGINE"], connector.path())
+    extension = connector.extension + (f".{compression.suffix}" if compression else "")
+    filename = output_filename or names.generate_filename(extension, database, effective_servername)
+
+    stream: BinaryIO = connector.create_dump()
+    if compression:
+        stream = compression.compress(stream)
+    digest = DigestReader(stream)
+    try:
+        if output_path:
+            local_path = _write_local(digest, output_path)
+        else:
+            local_path = None
+            filename = storage.write_file(digest, filename)
+    finally:
+        digest.close()
+
+    metadata = manifest.complete(
+        base_metadata,
+        database=database,
+        size=digest.size,
+        sha256=digest.sha256,
+        compression=compression.name if compression else None,
+        encrypted=False,
+    )
+    _write_metadata(storage, filename, local_path, metadata)
+    result = BackupResult(
+        database=database,
+        filename=filename,
+        size=digest.size,
+        sha256=digest.sha256,
+        connector=connector.path(),
+        servername=effective_servername,
+        compression=metadata[manifest.KEY]["compression"],
+        encrypted=False,
+        local_path=local_path,
+        metadata=metadata,
+    )
+    post_error = None
+    try:
+        signals.send_post(
+            signals.post_backup,
+            "post_backup",
+            sender,
+            f"The backup of {database!r} was stored as {local_path or filename}",
+            database=connector.settings,
+            connector=connector,
+            servername=effective_servername,
+            filename=filename,
+            storage=storage,
+        )
+    except DbbackupError as exc:
+        post_error = exc
+    if clean and not output_path:
+        result.cleaned = storage.clean_old_backups(
+            content_type="db", database=database, encrypted=False, compressed=compress
+        )
+    if post_error is not None:
+        raise post_error
+    return result
+
+
+def _write_local(stream: BinaryIO, output_path: str) -> str:
+    """Write ``stream`` to a local file atomically (a 0600 temporary file renamed into place)."""
+    target = Path(output_path).expanduser().resolve()
+    if target.is_dir():
+        raise StorageError(f"-O/--output-path {output_path!r} is a directory; give a file path.")
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            while chunk := stream.read(1024 * 1024):
+                handle.write(chunk)
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return str(target)
+
+
+def _write_metadata(storage: Storage, filename: str, local_path: str | None, metadata: dict) -> None:
+    """Store the sidecar; if that fails, remove the backup too so the outcome is all or nothing."""
+    data = manifest.dumps(metadata)
+    try:
+        if local_path:
+            sidecar = Path(f"{local_path}{names.METADATA_SUFFIX}")
+            sidecar.write_bytes(data)
+            sidecar.chmod(PRIVATE_FILE_MODE)
+        else:
+            storage.write_file(io.BytesIO(data), filename + names.METADATA_SUFFIX)
+    except BaseException:
+        if local_path:
+            Path(local_path).unlink(missing_ok=True)
+        else:
+            storage.delete_file(filename)
+        raise

@@ -1,0 +1,42 @@
+import pytest
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+
+from dbbackup.checks import check_settings
+
+
+def ids(settings_overrides=None):
+    return sorted(problem.id for problem in check_settings())
+
+
+def test_a_sound_configuration_has_no_problems():
+    assert ids() == []
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "expected"),
+    [
+        ("DBBACKUP_HOSTNAME", "", "dbbackup.W001"),
+        ("DBBACKUP_FILENAME_TEMPLATE", "{databasename}.{extension}", "dbbackup.W003"),
+        ("DBBACKUP_MEDIA_FILENAME_TEMPLATE", "media.{extension}", "dbbackup.W004"),
+        ("DBBACKUP_DATE_FORMAT", "%Y-%Z", "dbbackup.W005"),
+        ("DBBACKUP_FILENAME_TEMPLATE", 3, "dbbackup.E001"),
+    ],
+)
+def test_each_problem_has_its_stable_id(settings, setting, value, expected):
+    setattr(settings, setting, value)
+    assert ids() == [expected]
+
+
+def test_missing_backup_storage_is_reported_with_its_default_location(settings, tmp_path):
+    settings.STORAGES = {"default": settings.STORAGES["default"]}
+    settings.BASE_DIR = tmp_path
+    [problem] = check_settings()
+    assert problem.id == "dbbackup.W011"
+    assert str(tmp_path / "backups") in problem.msg
+
+
+def test_checks_are_registered_with_manage_py_check(settings):
+    settings.DBBACKUP_FILENAME_TEMPLATE = 3
+    with pytest.raises(SystemCheckError, match="dbbackup.E001"):
+        call_command("check")
