@@ -75,9 +75,17 @@ _DEFAULTS: dict[str, tuple[str | None, Any]] = {
         "{databasename}-{servername}-{datetime}.{extension}",
     ),
     "MEDIA_FILENAME_TEMPLATE": ("DBBACKUP_MEDIA_FILENAME_TEMPLATE", "{servername}-{datetime}.{extension}"),
-    # New in dbbackup: the gzip level for -z (django-dbbackup always used 9).
+    # New in dbbackup: the codec -z uses, its levels (django-dbbackup always used gzip -9), and
+    # how many threads compress (None: one per CPU).
+    "COMPRESSION": ("DBBACKUP_COMPRESSION", "gzip"),
     "GZIP_LEVEL": ("DBBACKUP_GZIP_LEVEL", 6),
+    "ZSTD_LEVEL": ("DBBACKUP_ZSTD_LEVEL", 3),
+    "COMPRESSION_THREADS": ("DBBACKUP_COMPRESSION_THREADS", None),
     "GPG_ALWAYS_TRUST": ("DBBACKUP_GPG_ALWAYS_TRUST", False),
+    # New in dbbackup: which gpg, which keyring, and ASCII armour (django-dbbackup's format).
+    "GPG_BINARY": ("DBBACKUP_GPG_BINARY", "gpg"),
+    "GPG_HOME": ("DBBACKUP_GPG_HOME", None),
+    "GPG_ARMOR": ("DBBACKUP_GPG_ARMOR", True),
     "GPG_RECIPIENT": ("DBBACKUP_GPG_RECIPIENT", None),
     "CONNECTORS": ("DBBACKUP_CONNECTORS", dict),
     "CUSTOM_CONNECTOR_MAPPING": ("DBBACKUP_CONNECTOR_MAPPING", dict),

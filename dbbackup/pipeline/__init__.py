@@ -19,6 +19,7 @@ from dbbackup.pipeline.restore import (
     execute_restore,
     plan_restore,
     restore_database,
+    verify_backup,
 )
 
 __all__ = [
@@ -29,4 +30,5 @@ __all__ = [
     "execute_restore",
     "plan_restore",
     "restore_database",
+    "verify_backup",
 ]

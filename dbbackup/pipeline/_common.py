@@ -8,11 +8,6 @@ from importlib import import_module
 from dbbackup.db.base import BaseDBConnector
 from dbbackup.exceptions import DbbackupConfigurationError
 
-ENCRYPTION_UNAVAILABLE = (
-    "GPG encryption is not available in this version of dbbackup yet; back up without -e "
-    "(and encrypt the storage instead) or use django-dbbackup for encrypted backups."
-)
-
 
 def default_sender(command: str) -> type:
     """The command class that sends the signals when the Python API is called directly."""

@@ -1,4 +1,4 @@
-"""Database backup: dump, compress, digest, store atomically, write the sidecar."""
+"""Database backup: dump -> [compress] -> [encrypt] -> digest -> storage, then the sidecar."""
 
 from __future__ import annotations
 
@@ -9,20 +9,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from dbbackup import codecs, manifest, names, settings, signals
+from dbbackup import codecs, crypto, manifest, names, settings, signals
 from dbbackup.db.base import check_alias, get_connector
-from dbbackup.exceptions import (
-    DbbackupError,
-    EncryptionError,
-    StorageError,
-)
-from dbbackup.pipeline._common import (
-    ENCRYPTION_UNAVAILABLE,
-    apply_connector_options,
-    default_sender,
-)
+from dbbackup.exceptions import DbbackupError, StorageError
+from dbbackup.pipeline._common import apply_connector_options, default_sender
 from dbbackup.storage import PRIVATE_FILE_MODE, Storage, get_storage
-from dbbackup.streams import DigestReader
+from dbbackup.streams import CHUNK_SIZE, DigestReader
 
 
 @dataclass
@@ -47,6 +39,7 @@ def backup_database(
     *,
     servername: str | None = None,
     compress: bool = False,
+    compression: str | None = None,
     encrypt: bool = False,
     output_filename: str | None = None,
     output_path: str | None = None,
@@ -58,18 +51,23 @@ def backup_database(
 ) -> BackupResult:
     """Back up one database (by alias) and return what was stored.
 
+    ``compress`` uses ``DBBACKUP_COMPRESSION`` (gzip unless set); ``compression`` names a codec
+    (``"gzip"``, ``"zstd"``) and implies ``compress``. ``encrypt`` encrypts to
+    ``DBBACKUP_GPG_RECIPIENT`` after compression, as django-dbbackup does.
+
     Sends ``pre_backup`` before anything is dumped (a raising receiver stops the backup) and
-    ``post_backup`` once the backup and its metadata are stored.
+    ``post_backup`` once the backup and its metadata are stored. Whatever fails, no partial
+    backup is left in the storage.
     """
     check_alias(database)
     connector = get_connector(database)
     apply_connector_options(connector, exclude_tables=exclude_tables, schemas=schemas)
+    codec = codecs.by_name(compression or settings.COMPRESSION) if (compress or compression) else None
     if encrypt:
-        raise EncryptionError(ENCRYPTION_UNAVAILABLE)
+        crypto.check_can_encrypt()
     storage = storage or get_storage()
     sender = sender or default_sender("dbbackup")
     effective_servername = servername or settings.HOSTNAME
-    compression = codecs.by_name("gzip") if compress else None
 
     signals.send_pre(
         signals.pre_backup,
@@ -80,18 +78,18 @@ def backup_database(
         servername=effective_servername,
     )
     base_metadata = manifest.base_metadata(connector.settings["ENGINE"], connector.path())
-    extension = connector.extension + (f".{compression.suffix}" if compression else "")
+    extension = connector.extension + (f".{codec.suffix}" if codec else "") + (".gpg" if encrypt else "")
     filename = output_filename or names.generate_filename(extension, database, effective_servername)
 
     stream: BinaryIO = connector.create_dump()
-    if compression:
-        stream = compression.compress(stream)
+    if codec:
+        stream = codec.compress(stream)
+    if encrypt:
+        stream = crypto.encrypt(stream)
     digest = DigestReader(stream)
     try:
-        if output_path:
-            local_path = _write_local(digest, output_path)
-        else:
-            local_path = None
+        local_path = _write_local(digest, output_path) if output_path else None
+        if local_path is None:
             filename = storage.write_file(digest, filename)
     finally:
         digest.close()
@@ -101,8 +99,8 @@ def backup_database(
         database=database,
         size=digest.size,
         sha256=digest.sha256,
-        compression=compression.name if compression else None,
-        encrypted=False,
+        compression=codec.name if codec else None,
+        encrypted=encrypt,
     )
     _write_metadata(storage, filename, local_path, metadata)
     result = BackupResult(
@@ -112,8 +110,8 @@ def backup_database(
         sha256=digest.sha256,
         connector=connector.path(),
         servername=effective_servername,
-        compression=metadata[manifest.KEY]["compression"],
-        encrypted=False,
+        compression=codec.name if codec else None,
+        encrypted=encrypt,
         local_path=local_path,
         metadata=metadata,
     )
@@ -134,7 +132,7 @@ def backup_database(
         post_error = exc
     if clean and not output_path:
         result.cleaned = storage.clean_old_backups(
-            content_type="db", database=database, encrypted=False, compressed=compress
+            content_type="db", database=database, encrypted=encrypt, compressed=codec is not None
         )
     if post_error is not None:
         raise post_error
@@ -146,10 +144,12 @@ def _write_local(stream: BinaryIO, output_path: str) -> str:
     target = Path(output_path).expanduser().resolve()
     if target.is_dir():
         raise StorageError(f"-O/--output-path {output_path!r} is a directory; give a file path.")
+    if not target.parent.is_dir():
+        raise StorageError(f"-O/--output-path {output_path!r}: the directory {target.parent} does not exist.")
     descriptor, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
     try:
         with os.fdopen(descriptor, "wb") as handle:
-            while chunk := stream.read(1024 * 1024):
+            while chunk := stream.read(CHUNK_SIZE):
                 handle.write(chunk)
         os.replace(temporary, target)
     except BaseException:

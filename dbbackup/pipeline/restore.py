@@ -1,32 +1,35 @@
-"""Database restore: find and check the backup, then stream it into the connector."""
+"""Database restore: find and check the backup, then stream it into the connector.
+
+storage -> digest (size and SHA-256 checked at the end) -> [decrypt] -> [decompress] -> connector
+
+Encryption and compression are recognised by the file's name and by its first bytes, so the
+``-c`` and ``-z`` flags are accepted but not needed. Every stage raises from ``read()`` when
+something is wrong, and connectors commit only after a clean end of stream.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from django.conf import settings as django_settings
 
-from dbbackup import codecs, manifest, names, settings, signals
+from dbbackup import codecs, crypto, manifest, names, settings, signals
 from dbbackup.db.base import BaseDBConnector, check_alias, get_connector
-from dbbackup.exceptions import (
-    BackupNotFoundError,
-    DbbackupConfigurationError,
-    EncryptionError,
-)
-from dbbackup.pipeline._common import (
-    ENCRYPTION_UNAVAILABLE,
-    apply_connector_options,
-    default_sender,
-)
+from dbbackup.exceptions import BackupNotFoundError, DbbackupConfigurationError
+from dbbackup.pipeline._common import apply_connector_options, default_sender
 from dbbackup.storage import Storage, get_storage
-from dbbackup.streams import DigestReader
+from dbbackup.streams import CHUNK_SIZE, DigestReader, PeekableReader
 
 
 @dataclass
 class RestorePlan:
-    """A restore resolved but not yet run: which file, into which database, by which connector."""
+    """A restore resolved but not yet run: which file, into which database, by which connector.
+
+    ``passphrase`` may be set after planning (the command asks for it when the backup is
+    encrypted and none was given).
+    """
 
     database: str
     filename: str
@@ -36,6 +39,8 @@ class RestorePlan:
     connector: BaseDBConnector
     metadata: dict[str, Any] | None
     compression: str | None
+    encrypted: bool
+    passphrase: str | None = None
     warnings: list[str] = field(default_factory=list)
 
 
@@ -53,12 +58,13 @@ def plan_restore(
     pg_options: str | None = None,
     storage: Storage | None = None,
 ) -> RestorePlan:
-    """Find the backup to restore and check that it may be restored; change nothing."""
+    """Find the backup to restore and check that it may be restored; change nothing.
+
+    Without ``input_filename``/``input_path`` the newest backup of ``database`` is chosen
+    (made on ``servername`` if given; encrypted ones only with ``decrypt``, compressed ones
+    only with ``uncompress``, as django-dbbackup filters).
+    """
     database = _target_database(database)
-    if decrypt:
-        raise EncryptionError(
-            ENCRYPTION_UNAVAILABLE.replace("back up without -e", "restore an unencrypted backup")
-        )
     storage = storage or get_storage()
     if input_path:
         filename, local = input_path, True
@@ -84,12 +90,7 @@ def plan_restore(
         metadata = _read_metadata(storage, filename)
 
     _, compression, encrypted = names.split_suffixes(Path(filename).name.split(".", 1)[-1])
-    if encrypted:
-        raise EncryptionError(
-            ENCRYPTION_UNAVAILABLE.replace("back up without -e", "restore an unencrypted backup")
-        )
-    target_engine = django_settings.DATABASES[database]["ENGINE"]
-    manifest.check_restorable(metadata, target_engine, filename)
+    manifest.check_restorable(metadata, django_settings.DATABASES[database]["ENGINE"], filename)
 
     plan_warnings: list[str] = []
     recorded = (metadata or {}).get("connector")
@@ -110,6 +111,8 @@ def plan_restore(
         connector=connector,
         metadata=metadata,
         compression=compression,
+        encrypted=encrypted or decrypt,
+        passphrase=passphrase,
         warnings=plan_warnings,
     )
 
@@ -134,9 +137,26 @@ def _read_metadata(storage: Storage, filename: str) -> dict[str, Any] | None:
         return manifest.loads(handle.read(), sidecar)
 
 
+def open_backup(plan: RestorePlan) -> tuple[BinaryIO, DigestReader]:
+    """The backup's original dump as a stream, and the digest stage that checks the stored bytes.
+
+    The caller reads the stream to its end and closes it; closing it closes every stage.
+    """
+    expected_sha256, expected_size = manifest.integrity(plan.metadata)
+    raw = open(plan.filename, "rb") if plan.local else plan.storage.read_file(plan.filename)  # noqa: SIM115
+    digest = DigestReader(
+        raw, expected_sha256=expected_sha256, expected_size=expected_size, label=plan.filename
+    )
+    stream: BinaryIO = PeekableReader(digest)
+    if plan.encrypted or crypto.is_encrypted(stream):
+        stream = crypto.decrypt(stream, plan.passphrase)
+    stream, _ = codecs.open_decompressed(stream, label=plan.filename, expected=plan.compression)
+    return stream, digest
+
+
 @dataclass
 class RestoreResult:
-    """What :func:`execute_restore` restored."""
+    """What :func:`execute_restore` restored (or :func:`verify_backup` checked)."""
 
     database: str
     filename: str
@@ -144,13 +164,14 @@ class RestoreResult:
     size: int
     sha256: str
     verified: bool
+    content_size: int = 0
 
 
 def execute_restore(plan: RestorePlan, *, sender: type | None = None) -> RestoreResult:
     """Run a planned restore: ``pre_restore``, the streamed restore, ``post_restore``.
 
     The connector commits only after the whole stream was read and checked, so a damaged
-    backup leaves the database as it was.
+    backup, a wrong key or a wrong passphrase leave the database as it was.
     """
     sender = sender or default_sender("dbrestore")
     database_settings = django_settings.DATABASES[plan.database]
@@ -164,16 +185,11 @@ def execute_restore(plan: RestorePlan, *, sender: type | None = None) -> Restore
         servername=plan.servername,
         storage=plan.storage,
     )
-    expected_sha256, expected_size = manifest.integrity(plan.metadata)
-    raw = open(plan.filename, "rb") if plan.local else plan.storage.read_file(plan.filename)  # noqa: SIM115
-    digest = DigestReader(
-        raw, expected_sha256=expected_sha256, expected_size=expected_size, label=plan.filename
-    )
+    stream, digest = open_backup(plan)
     try:
-        stream, _ = codecs.open_decompressed(digest, label=plan.filename, expected=plan.compression)
         plan.connector.restore_dump(stream)
     finally:
-        digest.close()
+        stream.close()
     signals.send_post(
         signals.post_restore,
         "post_restore",
@@ -186,13 +202,34 @@ def execute_restore(plan: RestorePlan, *, sender: type | None = None) -> Restore
         connector=plan.connector,
         storage=plan.storage,
     )
+    return _result(plan, digest)
+
+
+def verify_backup(plan: RestorePlan) -> RestoreResult:
+    """Read a backup through the whole chain (checksum, decryption, decompression); restore nothing.
+
+    Raises the same errors a restore would; sends no signals.
+    """
+    stream, digest = open_backup(plan)
+    content_size = 0
+    try:
+        while chunk := stream.read(CHUNK_SIZE):
+            content_size += len(chunk)
+    finally:
+        stream.close()
+    result = _result(plan, digest)
+    result.content_size = content_size
+    return result
+
+
+def _result(plan: RestorePlan, digest: DigestReader) -> RestoreResult:
     return RestoreResult(
         database=plan.database,
         filename=plan.filename,
         connector=plan.connector.path(),
         size=digest.size,
         sha256=digest.sha256,
-        verified=expected_sha256 is not None,
+        verified=digest.expected_sha256 is not None,
     )
 
 

@@ -30,6 +30,11 @@ class Command(BaseDbBackupCommand):
             "-s", "--servername", help="Server name in the file name (default: DBBACKUP_HOSTNAME)."
         )
         parser.add_argument("-z", "--compress", action="store_true", help="Compress with gzip (.gz).")
+        parser.add_argument(
+            "--compression",
+            choices=["gzip", "zstd"],
+            help="Compress with this codec (implies -z; default for -z: DBBACKUP_COMPRESSION).",
+        )
         parser.add_argument("-e", "--encrypt", action="store_true", help="Encrypt with GPG (.gpg).")
         parser.add_argument("-o", "--output-filename", dest="filename", help="Store under this exact name.")
         parser.add_argument("-O", "--output-path", dest="path", help="Write to this local file instead.")
@@ -53,6 +58,7 @@ class Command(BaseDbBackupCommand):
                 database,
                 servername=options.get("servername"),
                 compress=options.get("compress", False),
+                compression=options.get("compression"),
                 encrypt=options.get("encrypt", False),
                 output_filename=options.get("filename"),
                 output_path=options.get("path"),

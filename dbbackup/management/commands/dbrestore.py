@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 from typing import Any
 
 from dbbackup import pipeline
@@ -29,6 +30,11 @@ class Command(BaseDbBackupCommand):
             "-r", "--no-drop", action="store_true", default=False, help="Do not drop existing objects first."
         )
         parser.add_argument("--pg-options", help="Extra options for pg_restore.")
+        parser.add_argument(
+            "--verify-only",
+            action="store_true",
+            help="Read the backup through checksum, decryption and decompression; restore nothing.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         plan = pipeline.plan_restore(
@@ -45,6 +51,18 @@ class Command(BaseDbBackupCommand):
         )
         for warning in plan.warnings:
             self.stderr.write(self.style.WARNING(warning))
+        if plan.encrypted and plan.passphrase is None and self.interactive:
+            plan.passphrase = getpass.getpass("GPG passphrase (empty if the key has none): ") or None
+        if options.get("verify_only"):
+            self.say(f"Verifying {plan.filename}")
+            result = pipeline.verify_backup(plan)
+            checksum = "checksum verified" if result.verified else "no checksum recorded to verify"
+            self.say(
+                f"{plan.filename} is readable: {result.size} bytes stored, {result.content_size} bytes "
+                f"of dump ({checksum}).",
+                self.style.SUCCESS,
+            )
+            return
         self.say(f"Restoring {plan.filename} into database {plan.database!r}")
         if not self.confirm():
             self.say("Restore cancelled; nothing was changed.")

@@ -1,0 +1,273 @@
+"""GPG encryption and decryption as streams, through python-gnupg and the ``gpg`` binary.
+
+Encryption is public-key encryption to ``DBBACKUP_GPG_RECIPIENT``, ASCII-armoured by default
+(as django-dbbackup writes it). Nothing is spooled: gpg runs on a worker thread, python-gnupg
+feeds it from the stream before it and hands each chunk of output to a bounded queue, from which
+:class:`GpgStream` serves ``read()``. A full queue pauses gpg, so memory stays flat.
+
+The end of a :class:`GpgStream` is reported only after gpg exited and its status says the
+operation succeeded: a wrong key, a wrong passphrase or a tampered message raise
+:class:`~dbbackup.exceptions.DecryptionError` (or ``EncryptionError``) from ``read()`` instead,
+so a restore never commits data gpg did not vouch for. Closing the stream early kills gpg.
+Passphrases go to gpg on its stdin (``--passphrase-fd 0``), never on its command line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any, BinaryIO
+
+from dbbackup import settings
+from dbbackup.exceptions import (
+    DbbackupConfigurationError,
+    DbbackupError,
+    DbbackupImproperlyInstalled,
+    DecryptionError,
+    EncryptionError,
+)
+from dbbackup.process import redact
+from dbbackup.streams import CHUNK_SIZE, PeekableReader, _ReaderBase
+
+ARMOR_HEADER = b"-----BEGIN PGP MESSAGE-----"
+#: First bytes of binary OpenPGP messages: a public- or symmetric-key session key packet,
+#: in old (0x84-0x8F) or new (0xC1, 0xC3) packet format.
+_BINARY_PACKET_STARTS = {*range(0x84, 0x90), 0xC1, 0xC3}
+_QUEUE_CHUNKS = 8
+_END = object()
+
+
+def _gnupg():
+    try:
+        import gnupg
+    except ImportError:
+        raise DbbackupImproperlyInstalled(
+            missing_package="python-gnupg", extra="gpg", purpose="GPG encryption"
+        ) from None
+    return gnupg
+
+
+def make_gpg() -> Any:
+    """A python-gnupg ``GPG`` for ``DBBACKUP_GPG_BINARY`` and ``DBBACKUP_GPG_HOME``."""
+    gnupg = _gnupg()
+
+    class _ProcessKeepingGPG(gnupg.GPG):
+        """Remembers the gpg process (so a cancelled stream can stop it) and its result (so a
+        failure that python-gnupg reports as a broken pipe still shows gpg's own status)."""
+
+        process = None
+        result = None
+
+        def _open_subprocess(self, args, passphrase=False):
+            self.process = super()._open_subprocess(args, passphrase)
+            return self.process
+
+        def _collect_output(self, process, result, writer=None, stdin=None):
+            self.result = result
+            return super()._collect_output(process, result, writer, stdin)
+
+    try:
+        gpg = _ProcessKeepingGPG(gpgbinary=settings.GPG_BINARY, gnupghome=settings.GPG_HOME)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise DbbackupConfigurationError(
+            f"gpg could not be started (DBBACKUP_GPG_BINARY={settings.GPG_BINARY!r}): {exc}"
+        ) from exc
+    gpg.buffer_size = CHUNK_SIZE
+    return gpg
+
+
+def is_encrypted(stream: PeekableReader) -> bool:
+    """Whether ``stream`` starts like an OpenPGP message (armoured or binary)."""
+    head = stream.peek(len(ARMOR_HEADER))
+    return head.startswith(ARMOR_HEADER) or (bool(head) and head[0] in _BINARY_PACKET_STARTS)
+
+
+class _GuardedSource:
+    """Hands gpg the stream before it, keeping any error it raises for the reader to re-raise.
+
+    gpg must never see a clean end of input that the pipeline did not vouch for: on an error
+    the input simply stops, and :class:`GpgStream` raises the error instead of ending.
+    """
+
+    def __init__(self, inner: BinaryIO) -> None:
+        self.inner = inner
+        self.error: BaseException | None = None
+
+    def read(self, size: int = -1) -> bytes:
+        if self.error is not None:
+            return b""
+        try:
+            return self.inner.read(size)
+        except BaseException as exc:
+            self.error = exc
+            return b""
+
+
+class GpgStream(_ReaderBase):
+    """The output of one gpg run over ``source``, as a readable stream."""
+
+    def __init__(
+        self,
+        source: BinaryIO,
+        run: Callable[[Any, _GuardedSource], Any],
+        error_class: type[DbbackupError],
+        describe_failure: Callable[[Any], str],
+        secrets: tuple[str, ...] = (),
+    ) -> None:
+        self._source = _GuardedSource(source)
+        self._queue: queue.Queue = queue.Queue(maxsize=_QUEUE_CHUNKS)
+        self._pending = b""
+        self._cancelled = threading.Event()
+        self._finished = False
+        self._error_class = error_class
+        self._describe_failure = describe_failure
+        self._secrets = secrets
+        self._gpg = make_gpg()
+        self._gpg.on_data = self._on_data
+        self._thread = threading.Thread(target=self._work, args=(run,), daemon=True)
+        self._thread.start()
+
+    def _on_data(self, chunk: bytes) -> bool:
+        while chunk and not self._cancelled.is_set():
+            try:
+                self._queue.put(chunk, timeout=0.1)
+                break
+            except queue.Full:
+                continue
+        return False  # never keep output in python-gnupg's result
+
+    def _work(self, run: Callable[[Any, _GuardedSource], Any]) -> None:
+        try:
+            outcome: Any = run(self._gpg, self._source)
+        except BaseException as exc:
+            outcome = exc
+        self._put_final((_END, outcome))
+
+    def _put_final(self, item: tuple) -> None:
+        while not self._cancelled.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _read(self, size: int) -> bytes:
+        while not self._pending:
+            if self._finished:
+                return b""
+            item = self._queue.get()
+            if isinstance(item, tuple) and item and item[0] is _END:
+                self._finish(item[1])
+                return b""
+            self._pending = item
+        data, self._pending = self._pending[:size], self._pending[size:]
+        return data
+
+    def _finish(self, outcome: Any) -> None:
+        self._finished = True
+        if self._source.error is not None:
+            raise self._source.error
+        if isinstance(outcome, BaseException):
+            result = getattr(self._gpg, "result", None)
+            if result is not None and not result.ok:
+                raise self._error_class(redact(self._describe_failure(result), self._secrets)) from outcome
+            raise self._error_class(f"gpg failed: {outcome}") from outcome
+        failure = getattr(outcome, "on_data_failure", None)
+        if failure is not None:
+            raise self._error_class(f"gpg output could not be handled: {failure}") from failure
+        if not outcome.ok:
+            message = redact(self._describe_failure(outcome), self._secrets)
+            raise self._error_class(message)
+
+    def close(self) -> None:
+        if not self.closed:
+            if not self._finished:
+                self._cancelled.set()
+                process = getattr(self._gpg, "process", None)
+                if process is not None and process.poll() is None:
+                    process.kill()
+                while self._thread.is_alive():
+                    with contextlib.suppress(queue.Empty):
+                        self._queue.get(timeout=0.1)
+                self._thread.join()
+            with contextlib.suppress(Exception):
+                self._source.inner.close()
+        super().close()
+
+
+def _stderr_tail(result: Any, lines: int = 6) -> str:
+    useful = [
+        line for line in (getattr(result, "stderr", "") or "").splitlines() if not line.startswith("[GNUPG:]")
+    ]
+    return "\n".join(useful[-lines:])
+
+
+def check_can_encrypt() -> list[str]:
+    """The recipients to encrypt to; raises a configuration error when encryption cannot work."""
+    _gnupg()
+    recipient = settings.GPG_RECIPIENT
+    if not recipient:
+        raise DbbackupConfigurationError(
+            "Encryption (-e) needs DBBACKUP_GPG_RECIPIENT: the key id, fingerprint or e-mail of the "
+            "public key to encrypt to."
+        )
+    return list(recipient) if isinstance(recipient, list | tuple) else [recipient]
+
+
+def encrypt(stream: BinaryIO) -> GpgStream:
+    """Encrypt ``stream`` to ``DBBACKUP_GPG_RECIPIENT``."""
+    recipients = check_can_encrypt()
+
+    def run(gpg, source):
+        return gpg.encrypt_file(
+            source,
+            recipients,
+            armor=settings.GPG_ARMOR,
+            always_trust=settings.GPG_ALWAYS_TRUST,
+            extra_args=["--batch"],
+        )
+
+    def describe(result) -> str:
+        hint = ""
+        if "invalid recipient" in (result.status or "") or "No public key" in (result.stderr or ""):
+            hint = (
+                f" Import the public key of {', '.join(recipients)} into the keyring"
+                " (and trust it, or set DBBACKUP_GPG_ALWAYS_TRUST = True)."
+            )
+        return (
+            f"GPG encryption failed ({result.status or 'no status'}).{hint}\n{_stderr_tail(result)}".strip()
+        )
+
+    return GpgStream(stream, run, EncryptionError, describe)
+
+
+def decrypt(stream: BinaryIO, passphrase: str | None = None) -> GpgStream:
+    """Decrypt ``stream`` with a secret key from the keyring (and ``passphrase`` if it has one)."""
+
+    def run(gpg, source):
+        return gpg.decrypt_file(source, passphrase=passphrase or None, extra_args=["--batch"])
+
+    def describe(result) -> str:
+        status = result.status or "no status"
+        text = f"{status} {result.stderr or ''}".lower()
+        if any(
+            sign in text
+            for sign in (
+                "bad passphrase",
+                "bad_passphrase",
+                "missing_passphrase",
+                "public key decryption failed",
+            )
+        ):
+            hint = " The passphrase is wrong or missing: give it with -p/--passphrase."
+        elif "no secret key" in text or "no_seckey" in text:
+            hint = " The secret key for this backup is not in the keyring (DBBACKUP_GPG_HOME)."
+        elif "decryption_failed" in text or "integrity" in text or "mdc" in text:
+            hint = " The encrypted data is damaged or was changed."
+        else:
+            hint = ""
+        return f"GPG decryption failed ({status}).{hint}\n{_stderr_tail(result)}".strip()
+
+    return GpgStream(stream, run, DecryptionError, describe, secrets=(passphrase,) if passphrase else ())
