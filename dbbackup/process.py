@@ -21,7 +21,7 @@ import contextlib
 import os
 import subprocess
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -87,6 +87,14 @@ class Command:
     env: Mapping[str, str] | None = None
     secrets: tuple[str, ...] = ()
     missing_hint: str = ""
+    #: Called once the tool has exited (or failed to start), e.g. to remove an option file.
+    cleanup: tuple[Callable[[], None], ...] = ()
+
+    def finished(self) -> None:
+        """Run the cleanup callbacks; each at most once is the caller's business."""
+        for callback in self.cleanup:
+            with contextlib.suppress(OSError):
+                callback()
 
     def describe(self) -> str:
         return describe(self.argv, self.secrets)
@@ -106,6 +114,7 @@ class Command:
         )
 
     def start(self, **popen_kwargs) -> subprocess.Popen:
+        """Start the tool; on failure run the cleanup and raise a readable error."""
         try:
             return subprocess.Popen(
                 list(self.argv),
@@ -113,12 +122,14 @@ class Command:
                 **popen_kwargs,
             )
         except FileNotFoundError as exc:
+            self.finished()
             hint = f" {self.missing_hint}" if self.missing_hint else ""
             raise CommandConnectorError(
                 f"The command {self.argv[0]!r} was not found on PATH.{hint}",
                 argv=[self.argv[0]],
             ) from exc
         except OSError as exc:
+            self.finished()
             raise self.error(f"Could not start the command ({exc.strerror})") from exc
 
 
@@ -165,6 +176,7 @@ class ProcessOutput(_ReaderBase):
         returncode = self._proc.wait(timeout=EXIT_TIMEOUT_SECONDS)
         stderr = self._stderr.text()
         self._finished = True
+        self.command.finished()
         if returncode != 0:
             raise self.command.error("The command failed", returncode, stderr)
 
@@ -173,6 +185,7 @@ class ProcessOutput(_ReaderBase):
             _kill(self._proc)
             self._proc.stdout.close()
             self._finished = True
+            self.command.finished()
         super().close()
 
 
@@ -197,9 +210,11 @@ def feed(command: Command, source: BinaryIO, chunk_size: int = CHUNK_SIZE) -> st
     except BaseException:
         _kill(proc)
         _close_quietly(proc.stdin)
+        command.finished()
         raise
     _close_quietly(proc.stdin)
     returncode = proc.wait(timeout=None)
+    command.finished()
     out, err = stdout.text(), stderr.text()
     if returncode != 0:
         raise command.error("The command failed", returncode, err or out)
@@ -218,6 +233,8 @@ def run(command: Command, timeout: float = EXIT_TIMEOUT_SECONDS) -> str:
     except subprocess.TimeoutExpired as exc:
         _kill(proc)
         raise command.error(f"The command did not finish within {timeout} seconds") from exc
+    finally:
+        command.finished()
     if proc.returncode != 0:
         raise command.error("The command failed", proc.returncode, err.decode("utf-8", "replace"))
     return out.decode("utf-8", errors="replace")

@@ -35,3 +35,28 @@ def snapshot(alias: str = "default") -> dict[str, object]:
         order = "" if name == "sqlite_sequence" else " ORDER BY rowid"
         result[name] = (sql, raw.execute(f"SELECT * FROM {quoted}{order}").fetchall())
     return result
+
+
+def rows(alias: str) -> dict[str, list[tuple]]:
+    """Every table's rows on any engine, ordered by the first column, binary as bytes."""
+    connection = connections[alias]
+    result = {}
+    with connection.cursor() as cursor:
+        for table in sorted(connection.introspection.table_names(cursor)):
+            quoted = connection.ops.quote_name(table)
+            cursor.execute(f"SELECT * FROM {quoted} ORDER BY 1")  # introspected names only
+            result[table] = [
+                tuple(bytes(value) if isinstance(value, memoryview | bytearray) else value for value in row)
+                for row in cursor.fetchall()
+            ]
+    return result
+
+
+def columns(alias: str) -> dict[str, list[str]]:
+    """Every table's column names on any engine."""
+    connection = connections[alias]
+    with connection.cursor() as cursor:
+        return {
+            table: [column.name for column in connection.introspection.get_table_description(cursor, table)]
+            for table in sorted(connection.introspection.table_names(cursor))
+        }

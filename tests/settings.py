@@ -32,6 +32,10 @@ DATABASES = {
     },
 }
 
+from tests.database_servers import server_databases  # noqa: E402 - needs _SCRATCH only
+
+DATABASES.update(server_databases())
+
 STORAGES = {
     "default": {
         "BACKEND": "django.core.files.storage.FileSystemStorage",

@@ -242,9 +242,10 @@ def test_missing_named_backup(backup_dir):
 
 
 @pytest.mark.parametrize("command", ["dbbackup", "dbrestore"])
-def test_unknown_database_alias(backup_dir, command):
+def test_unknown_database_alias(backup_dir, command, settings):
+    known = ", ".join(settings.DATABASES)
     with pytest.raises(
-        CommandError, match=r"There is no database 'nope' in DATABASES \(known aliases: default, other\)"
+        CommandError, match=rf"There is no database 'nope' in DATABASES \(known aliases: {known}\)"
     ):
         run(command, "-d", "nope", "--noinput")
 

@@ -26,7 +26,9 @@ def test_defaults_match_django_dbbackup():
 
 
 def test_defaults_derived_from_django_settings():
-    assert settings.DATABASES == ["default", "other"]
+    from django.conf import settings as django_settings
+
+    assert list(django_settings.DATABASES) == settings.DATABASES
     with override_settings(DBBACKUP_CLEANUP_KEEP=3):
         assert settings.CLEANUP_KEEP_MEDIA == 3
     with override_settings(SERVER_EMAIL="ops@example.com", MEDIA_ROOT="/srv/media"):

@@ -137,6 +137,11 @@ class BaseDBConnector:
     exclude: list[str] = []
     #: Extra DBBACKUP_CONNECTORS keys a subclass understands, besides the shared ones.
     extra_option_keys: frozenset[str] = frozenset()
+    #: Set by the pipeline when it compresses the dump, so a tool can skip its own compression.
+    stream_compressed = False
+    #: Whether the pipeline must read the whole backup once (checksum, decryption,
+    #: decompression) before the restore starts: for engines that cannot roll a restore back.
+    verify_before_restore = False
 
     def __init__(self, database_name: str | None = None, **kwargs: Any) -> None:
         self.database_name = database_name or DEFAULT_DB_ALIAS

@@ -81,6 +81,7 @@ def backup_database(
     extension = connector.extension + (f".{codec.suffix}" if codec else "") + (".gpg" if encrypt else "")
     filename = output_filename or names.generate_filename(extension, database, effective_servername)
 
+    connector.stream_compressed = codec is not None
     stream: BinaryIO = connector.create_dump()
     if codec:
         stream = codec.compress(stream)

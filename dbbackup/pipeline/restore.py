@@ -171,10 +171,14 @@ def execute_restore(plan: RestorePlan, *, sender: type | None = None) -> Restore
     """Run a planned restore: ``pre_restore``, the streamed restore, ``post_restore``.
 
     The connector commits only after the whole stream was read and checked, so a damaged
-    backup, a wrong key or a wrong passphrase leave the database as it was.
+    backup, a wrong key or a wrong passphrase leave the database as it was. For engines that
+    cannot roll back (``connector.verify_before_restore``), the backup is first read through
+    the whole chain once, and the restore starts only if that succeeded.
     """
     sender = sender or default_sender("dbrestore")
     database_settings = django_settings.DATABASES[plan.database]
+    if plan.connector.verify_before_restore:
+        verify_backup(plan)  # this engine cannot roll back: check everything before starting
     signals.send_pre(
         signals.pre_restore,
         "pre_restore",
