@@ -111,6 +111,19 @@ def test_custom_format_skips_internal_compression_when_the_stream_is_compressed(
     assert "--compress=9" in explicit.dump_argv()
 
 
+def test_drop_and_if_exists_settings_shape_the_plain_dump():
+    assert {"--clean", "--if-exists"} <= set(fake(PgDumpConnector).dump_argv())
+    assert "--if-exists" not in fake_with(PgDumpConnector, IF_EXISTS=False).dump_argv()
+    assert "--clean" not in fake_with(PgDumpConnector, DROP=False).dump_argv()
+    assert "--enable-row-security" in fake_with(PgDumpConnector, ENABLE_ROW_SECURITY=True).dump_argv()
+
+
+def fake_with(connector_class, **options):
+    connector = connector_class("default", **options)
+    connector.__dict__["settings"] = fake(connector_class).settings
+    return connector
+
+
 def test_exclude_and_schemas_on_dump():
     connector = fake(PgDumpBinaryConnector, EXCLUDE=["django_session"])
     connector.exclude = ["django_session", "audit log"]

@@ -111,7 +111,9 @@ class PgDumpConnector(BaseCommandDBConnector):
         return argv
 
     def _format_flags(self) -> list[str]:
-        return ["--clean", "--if-exists"] if self.drop else []
+        if not self.drop:
+            return []
+        return ["--clean", "--if-exists"] if self.if_exists else ["--clean"]
 
     def _create_dump(self) -> BinaryIO:
         self.check_tool_version()
