@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from django.conf import settings as django_settings
 
+from tests import gpg
 from tests.database_servers import REQUIRE_SERVERS
 
 #: marker -> the DATABASES aliases its tests need
@@ -39,3 +40,55 @@ def backup_dir(tmp_path, settings):
         },
     }
     return location
+
+
+@pytest.fixture(scope="session")
+def keyring(tmp_path_factory):
+    home = gpg.make_keyring(tmp_path_factory.mktemp("gnupg") / "home")
+    yield home
+    gpg.stop_agent(home)
+
+
+@pytest.fixture(scope="session")
+def stranger_keyring(tmp_path_factory):
+    home = gpg.make_keyring(tmp_path_factory.mktemp("gnupg") / "stranger", protected=False)
+    yield home
+    gpg.stop_agent(home)
+
+
+@pytest.fixture
+def gpg_settings(settings, keyring):
+    settings.DBBACKUP_GPG_HOME = str(keyring)
+    settings.DBBACKUP_GPG_RECIPIENT = "backup@example.com"
+    return settings
+
+
+class Recorder:
+    """Connects a receiver function to a signal for one test and records every call."""
+
+    def __init__(self, signal, raises=None):
+        self.signal, self.calls = signal, []
+
+        def receiver(signal, sender, **kwargs):
+            self.calls.append({"sender": sender, **kwargs})
+            if raises is not None:
+                raise raises
+
+        self.receiver = receiver
+        signal.connect(receiver, weak=False)
+
+    def disconnect(self):
+        self.signal.disconnect(self.receiver)
+
+
+@pytest.fixture
+def record():
+    recorders = []
+
+    def make(signal, raises=None):
+        recorders.append(Recorder(signal, raises))
+        return recorders[-1]
+
+    yield make
+    for recorder in recorders:
+        recorder.disconnect()

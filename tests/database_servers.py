@@ -17,6 +17,8 @@ PG_HOST = os.environ.get("DBBACKUP_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("DBBACKUP_TEST_PG_PORT", "5432"))
 MYSQL_HOST = os.environ.get("DBBACKUP_TEST_MYSQL_HOST", "127.0.0.1")
 MYSQL_PORT = int(os.environ.get("DBBACKUP_TEST_MYSQL_PORT", "3306"))
+#: Test databases are named per run, so that two suites on one server never drop each other's.
+RUN_ID = os.getpid()
 
 
 def reachable(host: str, port: int) -> bool:
@@ -52,7 +54,12 @@ def server_databases() -> dict[str, dict]:
     databases = {}
     if REQUIRE_SERVERS or (reachable(PG_HOST, PG_PORT) and _driver("psycopg")):
         common = {"HOST": PG_HOST, "PORT": PG_PORT, "USER": "postgres", "PASSWORD": ""}
-        databases["postgres"] = {"ENGINE": "django.db.backends.postgresql", "NAME": "dbbackup_pg", **common}
+        databases["postgres"] = {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": "dbbackup_pg",
+            "TEST": {"NAME": f"test_dbbackup_pg_{RUN_ID}"},
+            **common,
+        }
     if REQUIRE_SERVERS or (reachable(MYSQL_HOST, MYSQL_PORT) and _use_pymysql()):
         _use_pymysql()
         databases["mysql"] = {
@@ -63,6 +70,6 @@ def server_databases() -> dict[str, dict]:
             "USER": "root",
             "PASSWORD": "",
             "OPTIONS": {"charset": "utf8mb4"},
-            "TEST": {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_bin"},
+            "TEST": {"NAME": f"test_dbbackup_my_{RUN_ID}", "CHARSET": "utf8mb4", "COLLATION": "utf8mb4_bin"},
         }
     return databases

@@ -18,27 +18,6 @@ from tests.testapp.models import Note
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture(scope="session")
-def keyring(tmp_path_factory):
-    home = gpg.make_keyring(tmp_path_factory.mktemp("gnupg") / "home")
-    yield home
-    gpg.stop_agent(home)
-
-
-@pytest.fixture(scope="session")
-def stranger_keyring(tmp_path_factory):
-    home = gpg.make_keyring(tmp_path_factory.mktemp("gnupg") / "stranger", protected=False)
-    yield home
-    gpg.stop_agent(home)
-
-
-@pytest.fixture
-def gpg_settings(settings, keyring):
-    settings.DBBACKUP_GPG_HOME = str(keyring)
-    settings.DBBACKUP_GPG_RECIPIENT = "backup@example.com"
-    return settings
-
-
 def run(name, *args, **options):
     err = io.StringIO()
     call_command(name, *args, stdout=io.StringIO(), stderr=err, **options)

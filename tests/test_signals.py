@@ -30,37 +30,6 @@ SIGNAL_NAMES = [
 ]
 
 
-class Recorder:
-    """Connects a receiver function to a signal for one test and records every call."""
-
-    def __init__(self, signal, raises=None):
-        self.signal, self.calls = signal, []
-
-        def receiver(signal, sender, **kwargs):
-            self.calls.append({"sender": sender, **kwargs})
-            if raises is not None:
-                raise raises
-
-        self.receiver = receiver
-        signal.connect(receiver, weak=False)
-
-    def disconnect(self):
-        self.signal.disconnect(self.receiver)
-
-
-@pytest.fixture
-def record():
-    recorders = []
-
-    def make(signal, raises=None):
-        recorders.append(Recorder(signal, raises))
-        return recorders[-1]
-
-    yield make
-    for recorder in recorders:
-        recorder.disconnect()
-
-
 def test_exactly_the_eight_signals_exist():
     from django.dispatch import Signal
 

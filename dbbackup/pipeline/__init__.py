@@ -13,6 +13,16 @@ Signals are sent here, so programmatic callers get the same behaviour as the com
 """
 
 from dbbackup.pipeline.backup import BackupResult, backup_database
+from dbbackup.pipeline.media import (
+    MediaBackupResult,
+    MediaRestorePlan,
+    MediaRestoreResult,
+    backup_media,
+    execute_media_restore,
+    plan_media_restore,
+    restore_media,
+    verify_media_backup,
+)
 from dbbackup.pipeline.restore import (
     RestorePlan,
     RestoreResult,
@@ -24,11 +34,19 @@ from dbbackup.pipeline.restore import (
 
 __all__ = [
     "BackupResult",
+    "MediaBackupResult",
+    "MediaRestorePlan",
+    "MediaRestoreResult",
     "RestorePlan",
     "RestoreResult",
     "backup_database",
+    "backup_media",
+    "execute_media_restore",
     "execute_restore",
+    "plan_media_restore",
     "plan_restore",
     "restore_database",
+    "restore_media",
     "verify_backup",
+    "verify_media_backup",
 ]

@@ -1,12 +1,20 @@
-"""What backup and restore share: the default signal sender, and connector options."""
+"""What the pipelines share: the default signal sender, connector options, local writes."""
 
 from __future__ import annotations
 
+import io
+import os
+import tempfile
 from collections.abc import Sequence
 from importlib import import_module
+from pathlib import Path
+from typing import BinaryIO
 
+from dbbackup import manifest, names
 from dbbackup.db.base import BaseDBConnector
-from dbbackup.exceptions import DbbackupConfigurationError
+from dbbackup.exceptions import DbbackupConfigurationError, StorageError
+from dbbackup.storage import PRIVATE_FILE_MODE, Storage
+from dbbackup.streams import CHUNK_SIZE
 
 
 def default_sender(command: str) -> type:
@@ -47,3 +55,40 @@ def apply_connector_options(
         if not hasattr(connector, "pg_options"):
             raise DbbackupConfigurationError(f"{connector.path()} does not take --pg-options.")
         connector.pg_options = pg_options
+
+
+def write_local(stream: BinaryIO, output_path: str) -> str:
+    """Write ``stream`` to a local file atomically (a 0600 temporary file renamed into place)."""
+    target = Path(output_path).expanduser().resolve()
+    if target.is_dir():
+        raise StorageError(f"-O/--output-path {output_path!r} is a directory; give a file path.")
+    if not target.parent.is_dir():
+        raise StorageError(f"-O/--output-path {output_path!r}: the directory {target.parent} does not exist.")
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            while chunk := stream.read(CHUNK_SIZE):
+                handle.write(chunk)
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return str(target)
+
+
+def write_metadata(storage: Storage, filename: str, local_path: str | None, metadata: dict) -> None:
+    """Store the sidecar; if that fails, remove the backup too so the outcome is all or nothing."""
+    data = manifest.dumps(metadata)
+    try:
+        if local_path:
+            sidecar = Path(f"{local_path}{names.METADATA_SUFFIX}")
+            sidecar.write_bytes(data)
+            sidecar.chmod(PRIVATE_FILE_MODE)
+        else:
+            storage.write_file(io.BytesIO(data), filename + names.METADATA_SUFFIX)
+    except BaseException:
+        if local_path:
+            Path(local_path).unlink(missing_ok=True)
+        else:
+            storage.delete_file(filename)
+        raise

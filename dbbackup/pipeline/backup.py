@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import io
-import os
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, BinaryIO
 
 from dbbackup import codecs, crypto, manifest, names, settings, signals
 from dbbackup.db.base import check_alias, get_connector
-from dbbackup.exceptions import DbbackupError, StorageError
-from dbbackup.pipeline._common import apply_connector_options, default_sender
-from dbbackup.storage import PRIVATE_FILE_MODE, Storage, get_storage
-from dbbackup.streams import CHUNK_SIZE, DigestReader
+from dbbackup.exceptions import DbbackupError
+from dbbackup.pipeline._common import apply_connector_options, default_sender, write_local, write_metadata
+from dbbackup.storage import Storage, get_storage
+from dbbackup.streams import DigestReader
 
 
 @dataclass
@@ -89,7 +85,7 @@ def backup_database(
         stream = crypto.encrypt(stream)
     digest = DigestReader(stream)
     try:
-        local_path = _write_local(digest, output_path) if output_path else None
+        local_path = write_local(digest, output_path) if output_path else None
         if local_path is None:
             filename = storage.write_file(digest, filename)
     finally:
@@ -103,7 +99,7 @@ def backup_database(
         compression=codec.name if codec else None,
         encrypted=encrypt,
     )
-    _write_metadata(storage, filename, local_path, metadata)
+    write_metadata(storage, filename, local_path, metadata)
     result = BackupResult(
         database=database,
         filename=filename,
@@ -138,40 +134,3 @@ def backup_database(
     if post_error is not None:
         raise post_error
     return result
-
-
-def _write_local(stream: BinaryIO, output_path: str) -> str:
-    """Write ``stream`` to a local file atomically (a 0600 temporary file renamed into place)."""
-    target = Path(output_path).expanduser().resolve()
-    if target.is_dir():
-        raise StorageError(f"-O/--output-path {output_path!r} is a directory; give a file path.")
-    if not target.parent.is_dir():
-        raise StorageError(f"-O/--output-path {output_path!r}: the directory {target.parent} does not exist.")
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            while chunk := stream.read(CHUNK_SIZE):
-                handle.write(chunk)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return str(target)
-
-
-def _write_metadata(storage: Storage, filename: str, local_path: str | None, metadata: dict) -> None:
-    """Store the sidecar; if that fails, remove the backup too so the outcome is all or nothing."""
-    data = manifest.dumps(metadata)
-    try:
-        if local_path:
-            sidecar = Path(f"{local_path}{names.METADATA_SUFFIX}")
-            sidecar.write_bytes(data)
-            sidecar.chmod(PRIVATE_FILE_MODE)
-        else:
-            storage.write_file(io.BytesIO(data), filename + names.METADATA_SUFFIX)
-    except BaseException:
-        if local_path:
-            Path(local_path).unlink(missing_ok=True)
-        else:
-            storage.delete_file(filename)
-        raise

@@ -1,0 +1,63 @@
+"""``manage.py mediarestore``: write the files of a media backup back to the media storage."""
+
+from __future__ import annotations
+
+import getpass
+from typing import Any
+
+from dbbackup import pipeline
+from dbbackup.management.commands._base import BaseDbBackupCommand
+
+
+class Command(BaseDbBackupCommand):
+    help = "Restore media files from a backup (by default the newest one)."
+    content_type = "media"
+
+    def add_arguments(self, parser) -> None:
+        super().add_arguments(parser)
+        parser.add_argument("-i", "--input-filename", help="Name of the backup in the backup storage.")
+        parser.add_argument("-I", "--input-path", help="Path of a local backup file.")
+        parser.add_argument("-s", "--servername", help="Only consider backups made on this server.")
+        parser.add_argument("-e", "--decrypt", action="store_true", help="The backup is GPG-encrypted.")
+        parser.add_argument("-p", "--passphrase", help="GPG passphrase (prompted when needed).")
+        parser.add_argument(
+            "-z", "--uncompress", action="store_true", help="The backup is compressed (detected anyway)."
+        )
+        parser.add_argument(
+            "-r", "--replace", action="store_true", default=False, help="Overwrite media files that exist."
+        )
+        parser.add_argument(
+            "--verify-only", action="store_true", help="Read and check the archive; write nothing."
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        plan = pipeline.plan_media_restore(
+            input_filename=options.get("input_filename"),
+            input_path=options.get("input_path"),
+            servername=options.get("servername"),
+            decrypt=options.get("decrypt", False),
+            passphrase=options.get("passphrase"),
+            uncompress=options.get("uncompress", False),
+            replace=options.get("replace", False),
+        )
+        if plan.encrypted and plan.passphrase is None and self.interactive:
+            plan.passphrase = getpass.getpass("GPG passphrase (empty if the key has none): ") or None
+        if options.get("verify_only"):
+            files, links = pipeline.verify_media_backup(plan)
+            skipped = f"; {len(links)} link(s) would be skipped" if links else ""
+            self.say(f"{plan.filename} is readable and safe: {files} file(s){skipped}.", self.style.SUCCESS)
+            return
+        mode = "replacing existing files" if plan.replace else "keeping existing files"
+        self.say(f"Restoring media from {plan.filename}, {mode}")
+        if not self.confirm():
+            self.say("Restore cancelled; nothing was changed.")
+            return
+        result = pipeline.execute_media_restore(plan, sender=type(self))
+        for name in result.kept:
+            self.say(f"Kept existing {name} (use -r/--replace to overwrite)")
+        for name in result.skipped_links:
+            self.stderr.write(self.style.WARNING(f"Skipped link {name}: storages hold files only"))
+        self.say(
+            f"Restored {len(result.written)} media file(s) from {plan.filename}; kept {len(result.kept)}.",
+            self.style.SUCCESS,
+        )
