@@ -44,6 +44,15 @@ def check_settings(app_configs=None, **kwargs) -> list:
         names.datefmt_to_regex()
     except DbbackupConfigurationError as exc:
         problems.append(Warning(str(exc), id="dbbackup.W005"))
+    for legacy in ("DBBACKUP_STORAGE", "DBBACKUP_STORAGE_OPTIONS"):
+        if hasattr(django_settings, legacy):
+            problems.append(
+                Warning(
+                    f"{legacy} is a django-dbbackup 4.x setting and is ignored.",
+                    hint='Move it to STORAGES["dbbackup"] = {"BACKEND": ..., "OPTIONS": {...}}.',
+                    id="dbbackup.W012",
+                )
+            )
     if settings.STORAGES_DBBACKUP_ALIAS not in getattr(django_settings, "STORAGES", {}):
         from dbbackup.storage import default_location
 

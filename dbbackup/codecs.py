@@ -257,6 +257,24 @@ class Codec:
     name: str
     suffix: str
     magic: bytes
+    level_setting: str
+    levels: range
+
+    def check(self) -> None:
+        """Raise a configuration error when this codec cannot run as configured."""
+        level = settings.get(self.level_setting)
+        if not isinstance(level, int) or level not in self.levels:
+            raise DbbackupConfigurationError(
+                f"DBBACKUP_{self.level_setting} must be a whole number from {self.levels.start} to "
+                f"{self.levels.stop - 1}, not {level!r}."
+            )
+        threads = settings.COMPRESSION_THREADS
+        if threads is not None and (not isinstance(threads, int) or threads < 1):
+            raise DbbackupConfigurationError(
+                f"DBBACKUP_COMPRESSION_THREADS must be a positive whole number or None, not {threads!r}."
+            )
+        if self.name == "zstd":
+            _zstandard()
 
     def compress(self, stream: BinaryIO) -> BinaryIO:
         if self.name == "zstd":
@@ -270,19 +288,23 @@ class Codec:
 
 
 CODECS: dict[str, Codec] = {
-    "gzip": Codec(name="gzip", suffix="gz", magic=b"\x1f\x8b"),
-    "zstd": Codec(name="zstd", suffix="zst", magic=b"\x28\xb5\x2f\xfd"),
+    "gzip": Codec(name="gzip", suffix="gz", magic=b"\x1f\x8b", level_setting="GZIP_LEVEL", levels=range(10)),
+    "zstd": Codec(
+        name="zstd", suffix="zst", magic=b"\x28\xb5\x2f\xfd", level_setting="ZSTD_LEVEL", levels=range(-7, 23)
+    ),
 }
 
 
 def by_name(name: str) -> Codec:
-    """The codec called ``name``; a configuration error names the choices otherwise."""
+    """The codec called ``name``, checked to be usable; a configuration error otherwise."""
     try:
-        return CODECS[name]
+        codec = CODECS[name]
     except KeyError:
         raise DbbackupConfigurationError(
             f"Unknown compression {name!r}; choose one of {', '.join(CODECS)}."
         ) from None
+    codec.check()
+    return codec
 
 
 def detect(stream: PeekableReader) -> Codec | None:

@@ -15,6 +15,7 @@ Passphrases go to gpg on its stdin (``--passphrase-fd 0``), never on its command
 from __future__ import annotations
 
 import contextlib
+import logging
 import queue
 import threading
 from collections.abc import Callable
@@ -52,6 +53,10 @@ def _gnupg():
 def make_gpg() -> Any:
     """A python-gnupg ``GPG`` for ``DBBACKUP_GPG_BINARY`` and ``DBBACKUP_GPG_HOME``."""
     gnupg = _gnupg()
+    # python-gnupg logs gpg's complaints as warnings; dbbackup reports them in its own errors.
+    gnupg_logger = logging.getLogger("gnupg")
+    if not gnupg_logger.handlers:
+        gnupg_logger.addHandler(logging.NullHandler())
 
     class _ProcessKeepingGPG(gnupg.GPG):
         """Remembers the gpg process (so a cancelled stream can stop it) and its result (so a
@@ -114,7 +119,6 @@ class GpgStream(_ReaderBase):
         run: Callable[[Any, _GuardedSource], Any],
         error_class: type[DbbackupError],
         describe_failure: Callable[[Any], str],
-        secrets: tuple[str, ...] = (),
     ) -> None:
         self._source = _GuardedSource(source)
         self._queue: queue.Queue = queue.Queue(maxsize=_QUEUE_CHUNKS)
@@ -123,7 +127,6 @@ class GpgStream(_ReaderBase):
         self._finished = False
         self._error_class = error_class
         self._describe_failure = describe_failure
-        self._secrets = secrets
         self._gpg = make_gpg()
         self._gpg.on_data = self._on_data
         self._thread = threading.Thread(target=self._work, args=(run,), daemon=True)
@@ -172,14 +175,13 @@ class GpgStream(_ReaderBase):
         if isinstance(outcome, BaseException):
             result = getattr(self._gpg, "result", None)
             if result is not None and not result.ok:
-                raise self._error_class(redact(self._describe_failure(result), self._secrets)) from outcome
+                raise self._error_class(self._describe_failure(result)) from outcome
             raise self._error_class(f"gpg failed: {outcome}") from outcome
         failure = getattr(outcome, "on_data_failure", None)
         if failure is not None:
             raise self._error_class(f"gpg output could not be handled: {failure}") from failure
         if not outcome.ok:
-            message = redact(self._describe_failure(outcome), self._secrets)
-            raise self._error_class(message)
+            raise self._error_class(self._describe_failure(outcome))
 
     def close(self) -> None:
         if not self.closed:
@@ -197,11 +199,12 @@ class GpgStream(_ReaderBase):
         super().close()
 
 
-def _stderr_tail(result: Any, lines: int = 6) -> str:
+def _stderr_tail(result: Any, secrets: tuple[str, ...] = (), lines: int = 6) -> str:
+    """gpg's own last words (status lines left out), with secrets cut out."""
     useful = [
         line for line in (getattr(result, "stderr", "") or "").splitlines() if not line.startswith("[GNUPG:]")
     ]
-    return "\n".join(useful[-lines:])
+    return redact("\n".join(useful[-lines:]), secrets)
 
 
 def check_can_encrypt() -> list[str]:
@@ -251,7 +254,7 @@ def decrypt(stream: BinaryIO, passphrase: str | None = None) -> GpgStream:
 
     def describe(result) -> str:
         status = result.status or "no status"
-        text = f"{status} {result.stderr or ''}".lower()
+        text = f"{status} {result.stderr or ''}".lower()  # read for the hint only, never shown
         if any(
             sign in text
             for sign in (
@@ -268,6 +271,7 @@ def decrypt(stream: BinaryIO, passphrase: str | None = None) -> GpgStream:
             hint = " The encrypted data is damaged or was changed."
         else:
             hint = ""
-        return f"GPG decryption failed ({status}).{hint}\n{_stderr_tail(result)}".strip()
+        tail = _stderr_tail(result, (passphrase,) if passphrase else ())
+        return f"GPG decryption failed ({status}).{hint}\n{tail}".strip()
 
-    return GpgStream(stream, run, DecryptionError, describe, secrets=(passphrase,) if passphrase else ())
+    return GpgStream(stream, run, DecryptionError, describe)

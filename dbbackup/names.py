@@ -222,7 +222,7 @@ def _pattern_for(
             pattern.append(re.escape(piece))
     if "datetime" not in seen:
         return None
-    has_folders = "/" in "".join(re.split("\ue000\\d\ue001", rendered))
+    has_folders = "/" in "".join(re.split("\ue000\\d\ue001", rendered)) or "/" in date_format
     return _TemplatePattern(re.compile("".join(pattern) + r"\Z"), has_folders)
 
 
@@ -246,13 +246,42 @@ def parse(
         dbname = database_name_for_filename(database) if database is not None else None
         pattern = _pattern_for(_template(kind), settings.DATE_FORMAT, kind, dbname, servername)
         if pattern is None:
+            if dbname is not None or servername is not None:
+                raise DbbackupConfigurationError(
+                    "The filename template callable fails when called with placeholder strings, so "
+                    "backups of one database or server cannot be told apart; make it accept any "
+                    "string for its fields, or name the backup with -i."
+                )
             parsed = _parse_loosely(name, kind)
         else:
             match = pattern.regex.match(name)
             parsed = _from_match(name, kind, match.groupdict(), dbname, servername) if match else None
+        if (
+            parsed is not None
+            and dbname is not None
+            and _belongs_to_longer_alias(name, kind, dbname, servername)
+        ):
+            parsed = None
         if parsed is not None and (parsed.extension == "tar") == (kind == "media"):
             return parsed
     return None
+
+
+def _belongs_to_longer_alias(name: str, kind: str, dbname: str, servername: str | None) -> bool:
+    """Whether ``name`` also reads as a backup of a longer database alias.
+
+    With aliases ``default`` and ``default-replica``, ``default-replica-web1-<date>.dump``
+    matches ``default`` with server ``replica-web1`` too; the longer alias is the better reading.
+    """
+    from django.conf import settings as django_settings
+
+    for alias in django_settings.DATABASES:
+        other = database_name_for_filename(alias)
+        if len(other) > len(dbname) and other.startswith(dbname):
+            pattern = _pattern_for(_template(kind), settings.DATE_FORMAT, kind, other, servername)
+            if pattern is not None and pattern.regex.match(name):
+                return True
+    return False
 
 
 def _from_match(

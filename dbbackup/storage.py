@@ -99,11 +99,8 @@ class Storage:
         options = {key.lower(): value for key, value in options.items()}
         #: A file mode the project chose for this storage; local backups are 0600 otherwise.
         self._explicit_file_mode: int | None = options.get("file_permissions_mode")
-        if (
-            storage_path is None
-            and options == configured
-            and alias in getattr(django_settings, "STORAGES", {})
-        ):
+        entry = getattr(django_settings, "STORAGES", {}).get(alias)
+        if storage_path is None and options == configured and isinstance(entry, dict) and "BACKEND" in entry:
             # Django's handler caches one instance per alias (reset by override_settings), so
             # e.g. an InMemoryStorage keeps its files between calls.
             try:
@@ -182,7 +179,10 @@ class Storage:
         """
         target = Path(self.storage.path(filename))
         directory_mode = getattr(self.storage, "directory_permissions_mode", None) or PRIVATE_DIRECTORY_MODE
-        target.parent.mkdir(mode=directory_mode, parents=True, exist_ok=True)
+        for directory in reversed([target.parent, *target.parent.parents]):
+            if not directory.exists():
+                directory.mkdir(mode=directory_mode)
+                os.chmod(directory, directory_mode)  # mkdir's mode is filtered by the umask
         temporary = target.parent / f".{target.name}{names.PARTIAL_MARKER}{uuid.uuid4().hex}"
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
         try:

@@ -40,3 +40,9 @@ def test_checks_are_registered_with_manage_py_check(settings):
     settings.DBBACKUP_FILENAME_TEMPLATE = 3
     with pytest.raises(SystemCheckError, match="dbbackup.E001"):
         call_command("check")
+
+
+def test_legacy_storage_settings_are_reported(settings):
+    settings.DBBACKUP_STORAGE = "storages.backends.s3.S3Storage"
+    settings.DBBACKUP_STORAGE_OPTIONS = {"bucket_name": "x"}
+    assert ids() == ["dbbackup.W012", "dbbackup.W012"]

@@ -399,3 +399,39 @@ def test_errors_are_one_line_command_errors_not_tracebacks(backup_dir, capsys):
     err = capsys.readouterr().err
     assert err.startswith("CommandError: There is no backup in")
     assert "Traceback" not in err
+
+
+def test_an_impossible_compression_level_is_refused_before_anything_happens(backup_dir, settings):
+    from dbbackup import signals
+
+    sent = []
+    settings.DBBACKUP_GZIP_LEVEL = 42
+
+    def receiver(**kwargs):
+        sent.append(kwargs)
+
+    signals.pre_backup.connect(receiver)
+    try:
+        with pytest.raises(
+            CommandError, match="DBBACKUP_GZIP_LEVEL must be a whole number from 0 to 9, not 42"
+        ):
+            run("dbbackup", "-d", "default", "-z")
+    finally:
+        signals.pre_backup.disconnect(receiver)
+    assert sent == []
+
+
+def test_the_output_path_sidecar_is_private(backup_dir, tmp_path):
+    target = tmp_path / "local.sqlite3"
+    run("dbbackup", "-d", "default", "-O", str(target))
+    assert stat.S_IMODE((tmp_path / "local.sqlite3.metadata").stat().st_mode) == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temp left
+
+
+def test_errors_are_printed_once(backup_dir, capfd):
+    from django.core.management import ManagementUtility
+
+    with pytest.raises(SystemExit):
+        ManagementUtility(["manage.py", "dbrestore", "-d", "default", "--noinput"]).execute()
+    err = capfd.readouterr().err
+    assert err.count("There is no backup") == 1

@@ -74,11 +74,16 @@ def test_plain_restore_passes_no_positional_name_upstream_bug_2():
     assert "--set=ON_ERROR_STOP=1" in argv
 
 
-def test_plain_restore_refuses_schemas_instead_of_ignoring_them_upstream_bug_2():
-    connector = fake(PgDumpConnector)
-    connector.schemas = ["public"]
+def test_plain_restore_refuses_schemas_and_no_drop_instead_of_ignoring_them_upstream_bug_2():
+    from dbbackup.pipeline._common import apply_connector_options
+
     with pytest.raises(DbbackupConfigurationError, match="cannot be filtered by schema"):
-        connector.restore_argv()
+        apply_connector_options(fake(PgDumpConnector), schemas=["public"], restoring=True)
+    with pytest.raises(DbbackupConfigurationError, match="-r/--no-drop cannot remove them"):
+        apply_connector_options(fake(PgDumpConnector), no_drop=True, restoring=True)
+    apply_connector_options(fake(PgDumpConnector), schemas=["public"])  # fine when backing up
+    # settings that shaped the dump do not block its restore
+    assert fake_with(PgDumpConnector, SCHEMAS=["public"], DROP=False).restore_argv()[0] == "psql"
 
 
 def test_binary_no_drop_sends_neither_clean_nor_if_exists_upstream_bug_1():
@@ -380,3 +385,15 @@ def test_mysql_damaged_backup_is_refused_before_mysql_starts(settings, backup_di
         pipeline.restore_database("mysql", input_filename=name)
     assert not marker.exists()
     assert rows("mysql") == before
+
+
+def test_mysql_suffix_options_come_before_the_database_name():
+    connector = fake_with(MysqlDumpConnector, DUMP_SUFFIX="--routines --events", RESTORE_SUFFIX="--force")
+    assert connector.dump_command().argv[-4:] == ["--routines", "--events", "--", "shop"]
+    assert connector.restore_command().argv[-3:] == ["--force", "--", "shop"]
+
+
+def test_connector_keys_are_case_insensitive():
+    connector = PgDumpConnector("default", name="other_db", dump_cmd="/opt/pg/bin/pg_dump")
+    assert connector.settings["NAME"] == "other_db"
+    assert connector.dump_cmd == "/opt/pg/bin/pg_dump"

@@ -197,3 +197,20 @@ def test_get_connector_applies_connector_settings(settings):
     assert isinstance(connector, SqliteConnector)
     assert connector.exclude == ["a"]
     assert connector.settings["ENGINE"] == "django.db.backends.sqlite3"
+
+
+def test_restore_gives_up_when_another_process_holds_the_lock(tmp_path):
+    path = tmp_path / "locked.sqlite3"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("CREATE TABLE t (x)")
+    dump = dump_bytes(SqliteBackupConnector("default", NAME=str(path)))
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        connector = SqliteBackupConnector("default", NAME=str(path), OPTIONS={"timeout": 0.5})
+        with pytest.raises(
+            RestoreError, match="stayed locked by another connection for 0.5 s; nothing was restored"
+        ):
+            connector.restore_dump(io.BytesIO(dump))
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()

@@ -197,3 +197,23 @@ def test_encryption_and_decryption_errors_are_the_compat_classes():
 
     assert utils.EncryptionError is EncryptionError
     assert utils.DecryptionError is DecryptionError
+
+
+def test_an_encrypted_restore_with_nobody_to_type_the_passphrase_says_how(
+    backup_dir, gpg_settings, monkeypatch
+):
+    run("dbbackup", "-d", "default", "-e")
+
+    def no_terminal(prompt):
+        raise EOFError
+
+    monkeypatch.setattr("getpass.getpass", no_terminal)
+    with pytest.raises(CommandError, match="nobody is there to type its passphrase; give it with -p"):
+        run("dbrestore", "-d", "default")
+
+
+def test_a_short_common_word_as_passphrase_does_not_garble_the_message(backup_dir, gpg_settings):
+    gpg_settings.DBBACKUP_GPG_RECIPIENT = "protected@example.com"
+    run("dbbackup", "-d", "default", "-e")
+    with pytest.raises(CommandError, match="The passphrase is wrong or missing"):
+        run("dbrestore", "-d", "default", "--noinput", "-p", "wrong")

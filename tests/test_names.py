@@ -154,3 +154,34 @@ def test_utils_reexports_keep_working():
     assert utils.filename_to_date("x-2026-11-21-150115.dump") == WHEN
     assert utils.filename_to_date("nothing") is None
     assert utils.filename_generate("dump", "default", "h").startswith("default-h-")
+
+
+@pytest.mark.filterwarnings("ignore:Overriding setting DATABASES")
+def test_a_longer_alias_that_extends_another_keeps_its_backups(settings):
+    settings.DATABASES = {**settings.DATABASES, "default-replica": settings.DATABASES["default"]}
+    name = "default-replica-web1-2026-11-21-150115.sqlite3"
+    assert names.parse(name, "db", database="default") is None
+    assert names.parse(name, "db", database="default-replica").servername == "web1"
+    assert (
+        names.parse("default-web1-2026-11-21-150115.sqlite3", "db", database="default").servername == "web1"
+    )
+
+
+def test_a_callable_template_that_cannot_be_read_backwards_refuses_filtered_lookups(settings):
+    def strict(**fields):
+        datetime.strptime(fields["datetime"], "%Y-%m-%d-%H%M%S")  # fails on placeholders
+        return f"{fields['databasename']}-{fields['datetime']}.{fields['extension']}"
+
+    settings.DBBACKUP_FILENAME_TEMPLATE = strict
+    name = "other-2026-11-21-150115.dump"
+    assert names.parse(name) is not None  # plain listing still works
+    with pytest.raises(DbbackupConfigurationError, match="cannot be told apart"):
+        names.parse(name, "db", database="default")
+
+
+def test_a_slash_in_the_date_format_means_folders(settings):
+    settings.DBBACKUP_DATE_FORMAT = "%Y/%m/%d-%H%M%S"
+    assert names.template_has_folders("db")
+    name = names.generate_filename("dump", "default", "h", when=WHEN)
+    assert name == "default-h-2026/11/21-150115.dump"
+    assert names.parse(name, "db", database="default").date == WHEN

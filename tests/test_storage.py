@@ -203,3 +203,15 @@ def test_names_escaping_the_storage_are_refused(backup_dir):
     with pytest.raises(StorageError, match="not a valid name"):
         storage.exists("../../etc/passwd")
     assert not (backup_dir.parent / "escaped.dump").exists()
+
+
+def test_a_storage_entry_with_only_options_uses_the_default_backend(settings, tmp_path):
+    settings.STORAGES = {"dbbackup": {"OPTIONS": {"location": str(tmp_path / "only-options")}}}
+    get_storage().write_file(io.BytesIO(b"x"), "x.dump")
+    assert (tmp_path / "only-options" / "x.dump").exists()
+
+
+def test_every_new_folder_is_private(backup_dir):
+    get_storage().write_file(io.BytesIO(b"x"), "web1/2026/x.dump")
+    for folder in (backup_dir, backup_dir / "web1", backup_dir / "web1" / "2026"):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder

@@ -152,11 +152,17 @@ class BaseDBConnector:
                 f"DBBACKUP_CONNECTORS[{self.database_name!r}] has unknown key(s) "
                 f"{', '.join(unknown)}; see the connector settings in the docs."
             )
-        self._options = dict(kwargs)
+        self._options = {key.upper(): value for key, value in kwargs.items()}
         self.exclude = list(self.exclude)
-        for key, value in kwargs.items():
-            if key.upper() not in CONNECTION_KEYS:
+        for key, value in self._options.items():
+            if key not in CONNECTION_KEYS:
                 setattr(self, key.lower(), copy.deepcopy(value))
+        if self._options.get("EXCLUDE") and not getattr(self, "supports_exclude", False):
+            logger.warning(
+                "DBBACKUP_CONNECTORS[%r]['EXCLUDE'] is ignored: %s backs up whole databases.",
+                self.database_name,
+                self.path(),
+            )
 
     def __repr__(self) -> str:
         return f"<{self.path()} database={self.database_name!r}>"
@@ -234,10 +240,24 @@ class BaseCommandDBConnector(BaseDBConnector):
         """Values that must never appear in messages or logs."""
         return tuple(str(value) for value in self.connection_env().values() if value)
 
+    def dump_operands(self) -> list[str]:
+        """Arguments that must come last, after ``DUMP_SUFFIX`` (a database name, say)."""
+        return []
+
+    def restore_operands(self) -> list[str]:
+        """Arguments that must come last, after ``RESTORE_SUFFIX``."""
+        return []
+
     def _command(
-        self, setting: str, prefix: str, core: Sequence[str], suffix: str, phase_env: Mapping
+        self,
+        setting: str,
+        prefix: str,
+        core: Sequence[str],
+        suffix: str,
+        phase_env: Mapping,
+        operands: Sequence[str] = (),
     ) -> process.Command:
-        argv = [*_split(prefix), *core, *_split(suffix)]
+        argv = [*_split(prefix), *core, *_split(suffix), *operands]
         env = process.build_env(self.env, phase_env, self.connection_env(), inherit=self.use_parent_env)
         hint = f"{self.install_hint} Or set {setting} in DBBACKUP_CONNECTORS[{self.database_name!r}]."
         command = process.Command(argv=argv, env=env, secrets=self.secrets(), missing_hint=hint.strip())
@@ -245,11 +265,23 @@ class BaseCommandDBConnector(BaseDBConnector):
         return command
 
     def dump_command(self) -> process.Command:
-        return self._command("DUMP_CMD", self.dump_prefix, self.dump_argv(), self.dump_suffix, self.dump_env)
+        return self._command(
+            "DUMP_CMD",
+            self.dump_prefix,
+            self.dump_argv(),
+            self.dump_suffix,
+            self.dump_env,
+            self.dump_operands(),
+        )
 
     def restore_command(self) -> process.Command:
         return self._command(
-            "RESTORE_CMD", self.restore_prefix, self.restore_argv(), self.restore_suffix, self.restore_env
+            "RESTORE_CMD",
+            self.restore_prefix,
+            self.restore_argv(),
+            self.restore_suffix,
+            self.restore_env,
+            self.restore_operands(),
         )
 
     def _create_dump(self) -> BinaryIO:

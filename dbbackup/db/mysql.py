@@ -85,11 +85,16 @@ class MysqlDumpConnector(BaseCommandDBConnector):
     def dump_argv(self) -> list[str]:
         argv = [self.dump_cmd, *self.connection_flags(), "--single-transaction", "--quick", "--hex-blob"]
         name = self.settings["NAME"]
-        argv += [f"--ignore-table={name}.{table}" for table in self.exclude]
-        return [*argv, "--", name]
+        return argv + [f"--ignore-table={name}.{table}" for table in self.exclude]
+
+    def dump_operands(self) -> list[str]:
+        return ["--", self.settings["NAME"]]
 
     def restore_argv(self) -> list[str]:
-        return [self.restore_cmd, *self.connection_flags(), "--", self.settings["NAME"]]
+        return [self.restore_cmd, *self.connection_flags()]
+
+    def restore_operands(self) -> list[str]:
+        return ["--", self.settings["NAME"]]
 
     def _with_option_file(self, command: process.Command, tool: str) -> process.Command:
         path, cleanup = self._option_file()

@@ -19,7 +19,7 @@ from typing import Any, BinaryIO
 
 from dbbackup import process
 from dbbackup.db.base import BaseCommandDBConnector
-from dbbackup.exceptions import DbbackupConfigurationError, DumpError
+from dbbackup.exceptions import DumpError
 
 #: Django OPTIONS that are libpq connection keywords, passed on to the tools.
 LIBPQ_OPTIONS = (
@@ -69,6 +69,14 @@ class PgDumpConnector(BaseCommandDBConnector):
     #: when dbbackup compresses the stream itself).
     internal_compression: int | None = None
     extra_option_keys = frozenset({"INTERNAL_COMPRESSION"})
+    #: What -n/--schema and -r/--no-drop can change at restore time: nothing, for plain SQL,
+    #: which carries its own schema selection and DROP statements.
+    restore_refusals = {
+        "schemas": "PgDumpConnector restores plain SQL, which cannot be filtered by schema when it is "
+        "restored; back up with -n/--schema, or use PgDumpBinaryConnector.",
+        "no_drop": "A plain SQL dump carries the DROP statements chosen when it was made (DROP), so "
+        "-r/--no-drop cannot remove them; use PgDumpBinaryConnector, or back up with DROP = False.",
+    }
 
     def __init__(self, database_name: str | None = None, **kwargs: Any) -> None:
         super().__init__(database_name, **kwargs)
@@ -145,16 +153,7 @@ class PgDumpConnector(BaseCommandDBConnector):
     # -- restore -----------------------------------------------------------------------------
 
     def restore_argv(self) -> list[str]:
-        if self.schemas:
-            raise DbbackupConfigurationError(
-                "PgDumpConnector restores plain SQL, which cannot be filtered by schema; back up "
-                "with -n/--schema, or use PgDumpBinaryConnector to choose schemas when restoring."
-            )
-        if not self.drop:
-            raise DbbackupConfigurationError(
-                "A plain SQL dump carries its own DROP statements, so -r/--no-drop cannot apply; "
-                "use PgDumpBinaryConnector, or back up with DROP = False."
-            )
+        # A plain dump holds what SCHEMAS and DROP chose when it was made; psql replays it.
         argv = [self.restore_cmd, f"--dbname={self.conninfo()}", *self._password_flags()]
         argv += ["--set=ON_ERROR_STOP=1", "--quiet", "--no-psqlrc"]
         if self.single_transaction:
@@ -204,6 +203,7 @@ class PgDumpBinaryConnector(PgDumpConnector):
     extension = "psql.bin"
     restore_cmd = "pg_restore"
     pg_options: str | list[str] | None = None
+    restore_refusals: dict[str, str] = {}
 
     def _format_flags(self) -> list[str]:
         flags = ["--format=custom"]

@@ -22,6 +22,7 @@ import os
 import re
 import sqlite3
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -86,9 +87,13 @@ class _SqliteConnectorBase(BaseDBConnector):
             try:
                 _check_integrity(scratch)
                 with self._open() as target:
-                    scratch.backup(target)
+                    scratch.backup(target, progress=_give_up_after(self.lock_timeout(), self.database_name))
             finally:
                 scratch.close()
+
+    def lock_timeout(self) -> float:
+        """How long a restore waits for other connections' locks: ``OPTIONS["timeout"]`` or 5 s."""
+        return float((self.settings.get("OPTIONS") or {}).get("timeout", 5))
 
     def _scratch_directory(self) -> str:
         """Next to the database file when possible (same disk), else ``DBBACKUP_TMP_DIR``."""
@@ -110,6 +115,20 @@ def _scratch_database(directory: str) -> Iterator[str]:
         for leftover in (path, f"{path}-journal", f"{path}-wal", f"{path}-shm"):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(leftover)
+
+
+def _give_up_after(seconds: float, database: str):
+    """A backup-API progress callback that stops waiting for a busy database after ``seconds``."""
+    deadline = time.monotonic() + seconds
+
+    def progress(status: int, remaining: int, total: int) -> None:
+        if status in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) and time.monotonic() > deadline:
+            raise RestoreError(
+                f"Database {database!r} stayed locked by another connection for {seconds:g} s; nothing "
+                "was restored. Stop the processes writing to it (or raise OPTIONS['timeout']) and retry."
+            )
+
+    return progress
 
 
 def _check_integrity(connection: sqlite3.Connection) -> None:

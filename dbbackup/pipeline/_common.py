@@ -13,7 +13,7 @@ from typing import BinaryIO
 from dbbackup import manifest, names
 from dbbackup.db.base import BaseDBConnector
 from dbbackup.exceptions import DbbackupConfigurationError, StorageError
-from dbbackup.storage import PRIVATE_FILE_MODE, Storage
+from dbbackup.storage import Storage
 from dbbackup.streams import CHUNK_SIZE
 
 
@@ -29,8 +29,13 @@ def apply_connector_options(
     schemas: Sequence[str] = (),
     no_drop: bool = False,
     pg_options: str | None = None,
+    restoring: bool = False,
 ) -> None:
     """Apply command-line options to a connector, refusing those it cannot honour."""
+    refusals = getattr(connector, "restore_refusals", {}) if restoring else {}
+    for option, given in (("schemas", schemas), ("no_drop", no_drop)):
+        if given and option in refusals:
+            raise DbbackupConfigurationError(refusals[option])
     if exclude_tables:
         if not getattr(connector, "supports_exclude", False):
             raise DbbackupConfigurationError(
@@ -58,7 +63,10 @@ def apply_connector_options(
 
 
 def write_local(stream: BinaryIO, output_path: str) -> str:
-    """Write ``stream`` to a local file atomically (a 0600 temporary file renamed into place)."""
+    """Write ``stream`` to a local file atomically: a 0600 temporary file renamed into place.
+
+    An existing file at ``output_path`` is replaced (the caller named it), never half-written.
+    """
     target = Path(output_path).expanduser().resolve()
     if target.is_dir():
         raise StorageError(f"-O/--output-path {output_path!r} is a directory; give a file path.")
@@ -81,9 +89,7 @@ def write_metadata(storage: Storage, filename: str, local_path: str | None, meta
     data = manifest.dumps(metadata)
     try:
         if local_path:
-            sidecar = Path(f"{local_path}{names.METADATA_SUFFIX}")
-            sidecar.write_bytes(data)
-            sidecar.chmod(PRIVATE_FILE_MODE)
+            write_local(io.BytesIO(data), f"{local_path}{names.METADATA_SUFFIX}")
         else:
             storage.write_file(io.BytesIO(data), filename + names.METADATA_SUFFIX)
     except BaseException:

@@ -60,9 +60,9 @@ def plan_restore(
 ) -> RestorePlan:
     """Find the backup to restore and check that it may be restored; change nothing.
 
-    Without ``input_filename``/``input_path`` the newest backup of ``database`` is chosen
-    (made on ``servername`` if given; encrypted ones only with ``decrypt``, compressed ones
-    only with ``uncompress``, as django-dbbackup filters).
+    Without ``input_filename``/``input_path`` the newest backup of ``database`` is chosen (made
+    on ``servername`` if given). ``decrypt`` and ``uncompress`` narrow the choice to encrypted or
+    compressed backups; without them any backup qualifies, since both are recognised anyway.
     """
     database = _target_database(database)
     storage = storage or get_storage()
@@ -101,7 +101,9 @@ def plan_restore(
             raise
         plan_warnings.append(f"{exc} Using the connector configured in the settings instead.")
         connector = get_connector(database)
-    apply_connector_options(connector, schemas=schemas, no_drop=no_drop, pg_options=pg_options)
+    apply_connector_options(
+        connector, schemas=schemas, no_drop=no_drop, pg_options=pg_options, restoring=True
+    )
     return RestorePlan(
         database=database,
         filename=filename,

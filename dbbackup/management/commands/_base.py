@@ -8,6 +8,7 @@ Progress goes to stderr, as django-dbbackup does, so stdout stays clean for ``li
 
 from __future__ import annotations
 
+import getpass
 import logging
 from typing import Any
 
@@ -55,6 +56,16 @@ class BaseDbBackupCommand(BaseCommand):
         """Progress for humans, on stderr; silent with ``-q`` or ``--verbosity 0``."""
         if not self.quiet and self.verbosity >= 1:
             self.stderr.write(style(message) if style else message)
+
+    def ask_passphrase(self) -> str | None:
+        """Ask for a GPG passphrase (empty: none); refuse clearly when nobody can answer."""
+        try:
+            return getpass.getpass("GPG passphrase (empty if the key has none): ") or None
+        except EOFError:
+            raise CommandError(
+                "The backup is encrypted and nobody is there to type its passphrase; give it with "
+                "-p/--passphrase, or run with --noinput if the key has none."
+            ) from None
 
     def confirm(self, question: str = "Are you sure you want to continue? [Y/n] ") -> bool:
         """Ask before a destructive step; anything but an answer starting with n continues."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 from typing import Any
 
 from dbbackup import pipeline
@@ -52,7 +51,7 @@ class Command(BaseDbBackupCommand):
         for warning in plan.warnings:
             self.stderr.write(self.style.WARNING(warning))
         if plan.encrypted and plan.passphrase is None and self.interactive:
-            plan.passphrase = getpass.getpass("GPG passphrase (empty if the key has none): ") or None
+            plan.passphrase = self.ask_passphrase()
         if options.get("verify_only"):
             self.say(f"Verifying {plan.filename}")
             result = pipeline.verify_backup(plan)

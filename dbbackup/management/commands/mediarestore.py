@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 from typing import Any
 
 from dbbackup import pipeline
@@ -41,7 +40,7 @@ class Command(BaseDbBackupCommand):
             replace=options.get("replace", False),
         )
         if plan.encrypted and plan.passphrase is None and self.interactive:
-            plan.passphrase = getpass.getpass("GPG passphrase (empty if the key has none): ") or None
+            plan.passphrase = self.ask_passphrase()
         if options.get("verify_only"):
             files, links = pipeline.verify_media_backup(plan)
             skipped = f"; {len(links)} link(s) would be skipped" if links else ""
