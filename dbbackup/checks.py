@@ -53,6 +53,16 @@ def check_settings(app_configs=None, **kwargs) -> list:
                     id="dbbackup.W012",
                 )
             )
+    media_path = getattr(django_settings, "DBBACKUP_MEDIA_PATH", None)
+    if media_path is not None and str(media_path) != str(django_settings.MEDIA_ROOT):
+        problems.append(
+            Warning(
+                "DBBACKUP_MEDIA_PATH is ignored: mediabackup archives the files of "
+                'STORAGES["default"], as django-dbbackup does.',
+                hint='Point STORAGES["default"] at the media you want backed up, or remove the setting.',
+                id="dbbackup.W013",
+            )
+        )
     if settings.STORAGES_DBBACKUP_ALIAS not in getattr(django_settings, "STORAGES", {}):
         from dbbackup.storage import default_location
 

@@ -68,6 +68,7 @@ _DEFAULTS: dict[str, tuple[str | None, Any]] = {
     "CLEANUP_KEEP": ("DBBACKUP_CLEANUP_KEEP", 10),
     "CLEANUP_KEEP_MEDIA": ("DBBACKUP_CLEANUP_KEEP_MEDIA", _cleanup_keep_media),
     "CLEANUP_KEEP_FILTER": ("DBBACKUP_CLEANUP_KEEP_FILTER", lambda: _keep_nothing_extra),
+    # Read for compatibility only: media comes from STORAGES["default"] (check dbbackup.W013).
     "MEDIA_PATH": ("DBBACKUP_MEDIA_PATH", _media_root),
     "DATE_FORMAT": ("DBBACKUP_DATE_FORMAT", "%Y-%m-%d-%H%M%S"),
     "FILENAME_TEMPLATE": (

@@ -46,3 +46,11 @@ def test_legacy_storage_settings_are_reported(settings):
     settings.DBBACKUP_STORAGE = "storages.backends.s3.S3Storage"
     settings.DBBACKUP_STORAGE_OPTIONS = {"bucket_name": "x"}
     assert ids() == ["dbbackup.W012", "dbbackup.W012"]
+
+
+def test_a_media_path_other_than_media_root_is_reported_as_ignored(settings):
+    settings.MEDIA_ROOT = "/srv/media"
+    settings.DBBACKUP_MEDIA_PATH = "/srv/media"
+    assert ids() == []
+    settings.DBBACKUP_MEDIA_PATH = "/srv/elsewhere"
+    assert ids() == ["dbbackup.W013"]
