@@ -154,6 +154,7 @@ class ProcessOutput(_ReaderBase):
 
     def __init__(self, command: Command, stdin: BinaryIO | int | None = subprocess.DEVNULL) -> None:
         self.command = command
+        self._finished = True  # until the tool has started: nothing to kill on close()
         self._proc = command.start(stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         self._stderr = _Tail(self._proc.stderr)
         self._finished = False

@@ -43,8 +43,9 @@ def make_keyring(home: Path, *, protected: bool = True) -> Path:
 
 
 def stop_agent(home: Path) -> None:
+    """Stop the gpg-agent and dirmngr that gpg started for this keyring."""
     subprocess.run(
-        ["gpgconf", "--kill", "gpg-agent"],
+        ["gpgconf", "--kill", "all"],
         env={**os.environ, "GNUPGHOME": str(home)},
         check=False,
         timeout=30,

@@ -50,4 +50,3 @@ STORAGES = {
 
 DBBACKUP_HOSTNAME = "testhost"
 DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
-EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"

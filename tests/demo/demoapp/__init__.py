@@ -1,0 +1,1 @@
+"""A one-model app whose rows hold unicode text and binary data, for the backup round trip."""

@@ -1,0 +1,3 @@
+"""The demo has no pages: it exists for its management commands."""
+
+urlpatterns: list = []
