@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import queue
-import threading
 from collections.abc import Callable
 from typing import Any, BinaryIO
 
@@ -30,14 +28,12 @@ from dbbackup.exceptions import (
     EncryptionError,
 )
 from dbbackup.process import redact
-from dbbackup.streams import CHUNK_SIZE, PeekableReader, _ReaderBase
+from dbbackup.streams import CHUNK_SIZE, Cancelled, PeekableReader, ProducerReader
 
 ARMOR_HEADER = b"-----BEGIN PGP MESSAGE-----"
 #: First bytes of binary OpenPGP messages: a public- or symmetric-key session key packet,
 #: in old (0x84-0x8F) or new (0xC1, 0xC3) packet format.
 _BINARY_PACKET_STARTS = {*range(0x84, 0x90), 0xC1, 0xC3}
-_QUEUE_CHUNKS = 8
-_END = object()
 
 
 def _gnupg():
@@ -110,8 +106,13 @@ class _GuardedSource:
             return b""
 
 
-class GpgStream(_ReaderBase):
-    """The output of one gpg run over ``source``, as a readable stream."""
+class GpgStream(ProducerReader):
+    """The output of one gpg run over ``source``, as a readable stream.
+
+    The end of the stream comes only once gpg exited and its status says the operation
+    succeeded; otherwise ``read()`` raises ``error_class`` with ``describe_failure(result)``.
+    An error of the stream before it (a checksum mismatch) is raised as itself.
+    """
 
     def __init__(
         self,
@@ -121,82 +122,48 @@ class GpgStream(_ReaderBase):
         describe_failure: Callable[[Any], str],
     ) -> None:
         self._source = _GuardedSource(source)
-        self._queue: queue.Queue = queue.Queue(maxsize=_QUEUE_CHUNKS)
-        self._pending = b""
-        self._cancelled = threading.Event()
-        self._finished = False
+        self._gpg = make_gpg()
         self._error_class = error_class
         self._describe_failure = describe_failure
-        self._gpg = make_gpg()
-        self._gpg.on_data = self._on_data
-        self._thread = threading.Thread(target=self._work, args=(run,), daemon=True)
-        self._thread.start()
+        super().__init__(self._produce_with(run), name="dbbackup-gpg", on_cancel=self._kill_gpg)
 
-    def _on_data(self, chunk: bytes) -> bool:
-        while chunk and not self._cancelled.is_set():
+    def _produce_with(self, run: Callable[[Any, _GuardedSource], Any]):
+        def produce(write: Callable[[bytes], None]) -> None:
+            def on_data(chunk: bytes) -> bool:
+                with contextlib.suppress(Cancelled):  # the reader is gone; gpg is being killed
+                    write(chunk)
+                return False  # never keep output in python-gnupg's result
+
+            self._gpg.on_data = on_data
             try:
-                self._queue.put(chunk, timeout=0.1)
-                break
-            except queue.Full:
-                continue
-        return False  # never keep output in python-gnupg's result
+                outcome = run(self._gpg, self._source)
+            except Exception as exc:
+                self._raise_failure(self._gpg.result, exc)
+                raise self._error_class(f"gpg failed: {exc}") from exc
+            self._raise_failure(outcome, None)
 
-    def _work(self, run: Callable[[Any, _GuardedSource], Any]) -> None:
-        try:
-            outcome: Any = run(self._gpg, self._source)
-        except BaseException as exc:
-            outcome = exc
-        self._put_final((_END, outcome))
+        return produce
 
-    def _put_final(self, item: tuple) -> None:
-        while not self._cancelled.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-    def _read(self, size: int) -> bytes:
-        while not self._pending:
-            if self._finished:
-                return b""
-            item = self._queue.get()
-            if isinstance(item, tuple) and item and item[0] is _END:
-                self._finish(item[1])
-                return b""
-            self._pending = item
-        data, self._pending = self._pending[:size], self._pending[size:]
-        return data
-
-    def _finish(self, outcome: Any) -> None:
-        self._finished = True
+    def _raise_failure(self, result: Any, cause: BaseException | None) -> None:
         if self._source.error is not None:
             raise self._source.error
-        if isinstance(outcome, BaseException):
-            result = getattr(self._gpg, "result", None)
-            if result is not None and not result.ok:
-                raise self._error_class(self._describe_failure(result)) from outcome
-            raise self._error_class(f"gpg failed: {outcome}") from outcome
-        failure = getattr(outcome, "on_data_failure", None)
+        if result is None:
+            return
+        failure = getattr(result, "on_data_failure", None)
         if failure is not None:
             raise self._error_class(f"gpg output could not be handled: {failure}") from failure
-        if not outcome.ok:
-            raise self._error_class(self._describe_failure(outcome))
+        if not result.ok:
+            raise self._error_class(self._describe_failure(result)) from cause
+
+    def _kill_gpg(self) -> None:
+        process = getattr(self._gpg, "process", None)
+        if process is not None and process.poll() is None:
+            process.kill()
 
     def close(self) -> None:
-        if not self.closed:
-            if not self._finished:
-                self._cancelled.set()
-                process = getattr(self._gpg, "process", None)
-                if process is not None and process.poll() is None:
-                    process.kill()
-                while self._thread.is_alive():
-                    with contextlib.suppress(queue.Empty):
-                        self._queue.get(timeout=0.1)
-                self._thread.join()
-            with contextlib.suppress(Exception):
-                self._source.inner.close()
         super().close()
+        with contextlib.suppress(Exception):
+            self._source.inner.close()
 
 
 def _stderr_tail(result: Any, secrets: tuple[str, ...] = (), lines: int = 6) -> str:

@@ -8,8 +8,11 @@ data. Consumers therefore commit only after ``read()`` has returned ``b""``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
+import queue
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import BinaryIO
 
@@ -181,3 +184,86 @@ def copy_stream(source: BinaryIO, write: Callable[[bytes], object], chunk_size: 
         write(chunk)
         total += len(chunk)
     return total
+
+
+class Cancelled(Exception):
+    """Raised inside a producer's ``write`` once its reader was closed early."""
+
+
+class ProducerReader(_ReaderBase):
+    """A stream of what ``produce(write)`` writes, run on a worker thread.
+
+    ``write`` blocks while a small queue is full, so the producer runs only as fast as the
+    stream is read and memory stays flat. The end of the stream is reported once ``produce``
+    returned; if it raised, ``read()`` raises that instead. Closing the stream early makes the
+    producer's next ``write`` raise :class:`Cancelled`, and waits for it to stop; ``on_cancel``
+    (if given) is called first to interrupt a producer blocked elsewhere (a process, say).
+    """
+
+    _END = object()
+
+    def __init__(
+        self,
+        produce: Callable[[Callable[[bytes], None]], None],
+        *,
+        name: str = "dbbackup-producer",
+        on_cancel: Callable[[], None] | None = None,
+        queue_chunks: int = 8,
+    ) -> None:
+        self._queue: queue.Queue = queue.Queue(maxsize=queue_chunks)
+        self._pending = b""
+        self._finished = False
+        self._cancelled = threading.Event()
+        self._on_cancel = on_cancel
+        self._thread = threading.Thread(target=self._work, args=(produce,), name=name, daemon=True)
+        self._thread.start()
+
+    def _put(self, item: object) -> None:
+        while True:
+            if self._cancelled.is_set():
+                raise Cancelled
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _write(self, data: bytes) -> None:
+        if data:
+            self._put(bytes(data))
+
+    def _work(self, produce: Callable[[Callable[[bytes], None]], None]) -> None:
+        error: BaseException | None = None
+        try:
+            produce(self._write)
+        except Cancelled:
+            return
+        except BaseException as exc:
+            error = exc
+        with contextlib.suppress(Cancelled):
+            self._put((self._END, error))
+
+    def _read(self, size: int) -> bytes:
+        while not self._pending:
+            if self._finished:
+                return b""
+            item = self._queue.get()
+            if isinstance(item, tuple) and item and item[0] is self._END:
+                self._finished = True
+                if item[1] is not None:
+                    raise item[1]
+                return b""
+            self._pending = item
+        data, self._pending = self._pending[:size], self._pending[size:]
+        return data
+
+    def close(self) -> None:
+        if not self.closed and not self._finished:
+            self._cancelled.set()
+            if self._on_cancel is not None:
+                self._on_cancel()
+            while self._thread.is_alive():
+                with contextlib.suppress(queue.Empty):
+                    self._queue.get(timeout=0.1)
+            self._thread.join()
+        super().close()

@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 import shlex
+import tempfile
 from collections.abc import Mapping, Sequence
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Any, BinaryIO
 
 from django.db import DEFAULT_DB_ALIAS, connections
@@ -43,6 +45,7 @@ CONNECTOR_MAPPING: dict[str, str] = {
     "django.db.backends.postgresql_psycopg2": "dbbackup.db.postgresql.PgDumpBinaryConnector",
     "django_mongodb_engine": "dbbackup.db.mongodb.MongoDumpConnector",
     "djongo": "dbbackup.db.mongodb.MongoDumpConnector",
+    "django_mongodb_backend": "dbbackup.db.mongodb.MongoDumpConnector",
     "django.contrib.gis.db.backends.postgis": "dbbackup.db.postgresql.PgDumpGisConnector",
     "django.contrib.gis.db.backends.mysql": "dbbackup.db.mysql.MysqlDumpConnector",
     "django.contrib.gis.db.backends.spatialite": "dbbackup.db.sqlite.SqliteBackupConnector",
@@ -180,7 +183,9 @@ class BaseDBConnector:
     @cached_property
     def settings(self) -> dict[str, Any]:
         """The ``DATABASES`` entry updated with this connector's ``DBBACKUP_CONNECTORS`` keys."""
-        merged = dict(self.connection.settings_dict)
+        # connections.settings holds the very dict Django's connection uses (test database names
+        # included), without importing the backend: mongodump needs no Django MongoDB driver.
+        merged = dict(connections.settings[self.database_name])
         merged.update(self._options)
         return merged
 
@@ -236,6 +241,15 @@ class BaseCommandDBConnector(BaseDBConnector):
         """Environment variables carrying connection secrets; empty by default."""
         return {}
 
+    def secrets_file(self) -> tuple[str, str] | None:
+        """``(option, content)`` for tools that read secrets from a file, or ``None``.
+
+        When given, the content goes to a private (0600) file in ``DBBACKUP_TMP_DIR``, the
+        tool gets ``<option><path>`` as its first argument, and the file is removed as soon as
+        the tool exits, whatever happened.
+        """
+        return None
+
     def secrets(self) -> tuple[str, ...]:
         """Values that must never appear in messages or logs."""
         return tuple(str(value) for value in self.connection_env().values() if value)
@@ -260,7 +274,16 @@ class BaseCommandDBConnector(BaseDBConnector):
         argv = [*_split(prefix), *core, *_split(suffix), *operands]
         env = process.build_env(self.env, phase_env, self.connection_env(), inherit=self.use_parent_env)
         hint = f"{self.install_hint} Or set {setting} in DBBACKUP_CONNECTORS[{self.database_name!r}]."
-        command = process.Command(argv=argv, env=env, secrets=self.secrets(), missing_hint=hint.strip())
+        cleanup: tuple = ()
+        secrets_file = self.secrets_file()
+        if secrets_file is not None:
+            option, content = secrets_file
+            path = _private_file(content)
+            argv.insert(len(_split(prefix)) + 1, f"{option}{path}")  # right after the tool
+            cleanup = (partial(os.unlink, path),)
+        command = process.Command(
+            argv=argv, env=env, secrets=self.secrets(), missing_hint=hint.strip(), cleanup=cleanup
+        )
         logger.debug("Running %s", command.describe())
         return command
 
@@ -289,6 +312,13 @@ class BaseCommandDBConnector(BaseDBConnector):
 
     def _restore_dump(self, dump: BinaryIO) -> None:
         process.feed(self.restore_command(), dump)
+
+
+def _private_file(content: str) -> str:
+    descriptor, path = tempfile.mkstemp(prefix=".dbbackup-", suffix=".conf", dir=settings.TMP_DIR)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(content)
+    return path
 
 
 def _split(value: str | Sequence[str]) -> list[str]:

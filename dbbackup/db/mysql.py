@@ -14,12 +14,8 @@ error says so.
 
 from __future__ import annotations
 
-import os
-import tempfile
-from functools import partial
 from typing import Any, BinaryIO
 
-from dbbackup import process, settings
 from dbbackup.db.base import BaseCommandDBConnector
 from dbbackup.exceptions import CommandConnectorError, RestoreError
 
@@ -64,19 +60,16 @@ class MysqlDumpConnector(BaseCommandDBConnector):
             flags.append(f"--ssl-{key}={value}")
         return flags
 
-    def _option_file(self) -> tuple[str | None, list]:
-        """A 0600 option file with the password (and the user's own option file), if needed."""
+    def secrets_file(self) -> tuple[str, str] | None:
+        """The password (and the project's own option file) for ``--defaults-extra-file``."""
         password = self.settings.get("PASSWORD")
         include = (self.settings.get("OPTIONS") or {}).get("read_default_file")
         if not password and not include:
-            return None, []
-        descriptor, path = tempfile.mkstemp(prefix=".dbbackup-my-", suffix=".cnf", dir=settings.TMP_DIR)
-        with os.fdopen(descriptor, "w") as handle:
-            if include:
-                handle.write(f"!include {include}\n")
-            if password:
-                handle.write(f"[client]\npassword={option_file_value(password)}\n")
-        return path, [partial(os.unlink, path)]
+            return None
+        content = f"!include {include}\n" if include else ""
+        if password:
+            content += f"[client]\npassword={option_file_value(password)}\n"
+        return "--defaults-extra-file=", content
 
     def secrets(self) -> tuple[str, ...]:
         password = self.settings.get("PASSWORD")
@@ -95,27 +88,6 @@ class MysqlDumpConnector(BaseCommandDBConnector):
 
     def restore_operands(self) -> list[str]:
         return ["--", self.settings["NAME"]]
-
-    def _with_option_file(self, command: process.Command, tool: str) -> process.Command:
-        path, cleanup = self._option_file()
-        if path is None:
-            return command
-        argv = list(command.argv)
-        # The option file must be the tool's first option (a DUMP_PREFIX may come before it).
-        argv.insert(argv.index(tool) + 1, f"--defaults-extra-file={path}")
-        return process.Command(
-            argv=argv,
-            env=command.env,
-            secrets=command.secrets,
-            missing_hint=command.missing_hint,
-            cleanup=tuple(cleanup),
-        )
-
-    def dump_command(self) -> process.Command:
-        return self._with_option_file(super().dump_command(), self.dump_cmd)
-
-    def restore_command(self) -> process.Command:
-        return self._with_option_file(super().restore_command(), self.restore_cmd)
 
     def _restore_dump(self, dump: BinaryIO) -> None:
         try:
