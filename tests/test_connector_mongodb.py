@@ -90,8 +90,12 @@ def test_backup_and_restore_stream_through_the_tools_without_the_password_on_arg
     [dump] = mongo_tools()
     assert dump["argv"][0].startswith("--config=")
     assert dump["argv"][1:] == [
-        "--host=mongo.internal:27018", "--username=app", "--authenticationDatabase=admin", "--db=shop", "--archive",
-    ]  # fmt: skip
+        "--host=mongo.internal:27018",
+        "--username=app",
+        "--authenticationDatabase=admin",
+        "--db=shop",
+        "--archive",
+    ]
     assert SECRET not in " ".join(dump["argv"])
     assert dump["config"] == "password: 'm0ngo pass''word: {x}'\n"
     assert dump["config_mode"] == 0o600
