@@ -196,6 +196,12 @@ def test_pg_dump_older_than_the_server_is_refused(tmp_path):
 pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "postgres", "mysql"])
 
 
+def keep_the_tool_busy(alias: str) -> None:
+    """Incompressible data far beyond a pipe's buffer: the dump tool cannot finish (and vanish
+    from /proc) before the test has read its first bytes and looked at it."""
+    Note.objects.using(alias).create(title="bulk", payload=os.urandom(4 * 1024 * 1024))
+
+
 def _cmdline(pid: int) -> str:
     return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\x00", b" ").decode()
 
@@ -220,7 +226,7 @@ def pg_password_role():
 @PG
 def test_pg_password_never_reaches_the_command_line(settings, pg_password_role):
     settings.DBBACKUP_CONNECTORS = {"postgres": {"USER": pg_password_role, "PASSWORD": SECRET}}
-    add_known_data("postgres", count=50)
+    keep_the_tool_busy("postgres")
     connector = get_connector("postgres")
     stream = connector.create_dump()
     try:
@@ -242,7 +248,7 @@ def test_mysql_password_never_reaches_the_command_line(settings):
         cursor.execute(f"GRANT ALL ON `{name}`.* TO 'dbbackup_pw'@'%'")
     try:
         settings.DBBACKUP_CONNECTORS = {"mysql": {"USER": "dbbackup_pw", "PASSWORD": SECRET}}
-        add_known_data("mysql", count=50)
+        keep_the_tool_busy("mysql")
         connector = get_connector("mysql")
         command = connector.dump_command()
         from dbbackup import process
