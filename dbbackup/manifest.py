@@ -7,7 +7,8 @@ other keys), so sidecars written here work there and the other way round::
      "connector": "dbbackup.db.sqlite.SqliteBackupConnector",
      ...keys from DBBACKUP_BACKUP_METADATA_SETTER...,
      "dbbackup": {"format": 1, "version": "...", "created": "2026-11-21T23:59:00+00:00",
-                  "database": "default", "size": 1234, "sha256": "...",
+                  "content_type": "db", "database": "default", "servername": "web1",
+                  "size": 1234, "sha256": "...",
                   "compression": "gzip" | null, "encrypted": false, "django": "5.2.19"}}
 
 ``dbbackup.size`` and ``dbbackup.sha256`` describe the stored bytes (after compression and
@@ -81,7 +82,9 @@ def base_metadata(engine: str, connector_path: str) -> dict[str, Any]:
 def complete(
     metadata: dict[str, Any],
     *,
+    content_type: str,
     database: str | None,
+    servername: str,
     size: int,
     sha256: str,
     compression: str | None,
@@ -94,7 +97,9 @@ def complete(
             "format": FORMAT_VERSION,
             "version": dbbackup.__version__,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "content_type": content_type,
             "database": database,
+            "servername": servername,
             "size": size,
             "sha256": sha256,
             "compression": compression,
@@ -127,6 +132,21 @@ def read_local(path: str | Path) -> dict[str, Any] | None:
     if not sidecar.is_file():
         return None
     return loads(sidecar.read_bytes(), str(sidecar))
+
+
+def record(metadata: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    """dbbackup's own part of a sidecar (empty for django-dbbackup's sidecars)."""
+    value = (metadata or {}).get(KEY)
+    return value if isinstance(value, Mapping) else {}
+
+
+def created(metadata: Mapping[str, Any] | None) -> datetime | None:
+    """When the backup was made, per its sidecar (an aware datetime), or ``None``."""
+    value = record(metadata).get("created")
+    try:
+        return datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
 
 
 def integrity(metadata: Mapping[str, Any] | None) -> tuple[str | None, int | None]:

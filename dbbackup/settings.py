@@ -68,6 +68,13 @@ _DEFAULTS: dict[str, tuple[str | None, Any]] = {
     "CLEANUP_KEEP": ("DBBACKUP_CLEANUP_KEEP", 10),
     "CLEANUP_KEEP_MEDIA": ("DBBACKUP_CLEANUP_KEEP_MEDIA", _cleanup_keep_media),
     "CLEANUP_KEEP_FILTER": ("DBBACKUP_CLEANUP_KEEP_FILTER", lambda: _keep_nothing_extra),
+    # New in dbbackup: age and calendar retention, combined with CLEANUP_KEEP as a union.
+    "CLEANUP_KEEP_WITHIN": ("DBBACKUP_CLEANUP_KEEP_WITHIN", None),
+    "CLEANUP_KEEP_HOURLY": ("DBBACKUP_CLEANUP_KEEP_HOURLY", 0),
+    "CLEANUP_KEEP_DAILY": ("DBBACKUP_CLEANUP_KEEP_DAILY", 0),
+    "CLEANUP_KEEP_WEEKLY": ("DBBACKUP_CLEANUP_KEEP_WEEKLY", 0),
+    "CLEANUP_KEEP_MONTHLY": ("DBBACKUP_CLEANUP_KEEP_MONTHLY", 0),
+    "CLEANUP_KEEP_YEARLY": ("DBBACKUP_CLEANUP_KEEP_YEARLY", 0),
     # Read for compatibility only: media comes from STORAGES["default"] (check dbbackup.W013).
     "MEDIA_PATH": ("DBBACKUP_MEDIA_PATH", _media_root),
     "DATE_FORMAT": ("DBBACKUP_DATE_FORMAT", "%Y-%m-%d-%H%M%S"),

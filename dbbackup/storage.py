@@ -241,9 +241,12 @@ class Storage:
         """Names of the backups matching every filter given, oldest first.
 
         ``database`` is an alias and ``servername`` a server name; both must match their
-        whole field of the name.
+        whole field of the name (see :mod:`dbbackup.catalog`).
         """
-        return [p.name for p in self.find_backups(encrypted, compressed, content_type, database, servername)]
+        return [
+            entry.name
+            for entry in self.find_backups(encrypted, compressed, content_type, database, servername)
+        ]
 
     def find_backups(
         self,
@@ -252,23 +255,18 @@ class Storage:
         content_type: str | None = None,
         database: str | None = None,
         servername: str | None = None,
-    ) -> list[names.ParsedName]:
-        """Like :meth:`list_backups`, returning what each name says, oldest first."""
-        if content_type not in (None, *names.CONTENT_TYPES):
-            raise ValueError(f"content_type must be 'db' or 'media', not {content_type!r}")
-        kinds = (content_type,) if content_type else names.CONTENT_TYPES
-        walk = any(names.template_has_folders(kind) for kind in kinds)
-        found = []
-        for name in self.walk() if walk else self.list_directory():
-            parsed = names.parse(name, content_type, database=database, servername=servername)
-            if parsed is None:
-                continue
-            if encrypted is not None and parsed.encrypted != encrypted:
-                continue
-            if compressed is not None and (parsed.compression is not None) != compressed:
-                continue
-            found.append(parsed)
-        return sorted(found, key=_age_key)
+    ) -> list:
+        """Like :meth:`list_backups`, returning :class:`dbbackup.catalog.Entry` objects."""
+        from dbbackup import catalog
+
+        return catalog.find(
+            self,
+            content_type=content_type,
+            database=database,
+            servername=servername,
+            encrypted=encrypted,
+            compressed=compressed,
+        )
 
     def get_latest_backup(self, **filters: Any) -> str:
         """The newest backup matching ``filters`` (see :meth:`list_backups`)."""
@@ -293,31 +291,29 @@ class Storage:
         servername: str | None = None,
         keep_number: int | None = None,
     ) -> list[str]:
-        """Delete all but the newest ``keep_number`` matching backups; return what was deleted.
+        """django-dbbackup's cleanup: keep the newest ``keep_number`` matching backups.
 
-        ``keep_number`` defaults to ``DBBACKUP_CLEANUP_KEEP`` (``..._KEEP_MEDIA`` for media).
-        Files for which ``DBBACKUP_CLEANUP_KEEP_FILTER(name)`` is true are kept. A deleted
-        backup's ``.metadata`` sidecar is deleted with it.
+        ``keep_number`` defaults to ``DBBACKUP_CLEANUP_KEEP`` (``..._KEEP_MEDIA`` for media);
+        ``DBBACKUP_CLEANUP_KEEP_FILTER`` pins files. Sidecars go with their backups. Returns the
+        deleted names. The commands use :func:`dbbackup.retention.prune`, which also applies
+        the age and calendar rules, per database and server.
         """
+        from dbbackup import retention
+
         if keep_number is None:
             keep_number = settings.CLEANUP_KEEP_MEDIA if content_type == "media" else settings.CLEANUP_KEEP
-        keep_filter = settings.callable_setting("CLEANUP_KEEP_FILTER")
-        backups = self.list_backups(encrypted, compressed, content_type, database, servername)
-        doomed = backups[: max(len(backups) - int(keep_number), 0)]
+        entries = self.find_backups(encrypted, compressed, content_type, database, servername)
+        decisions = retention.plan(
+            entries, retention.Policy(last=keep_number), settings.callable_setting("CLEANUP_KEEP_FILTER")
+        )
         deleted = []
-        for name in doomed:
-            if keep_filter is not None and keep_filter(name):
-                continue
-            self.delete_file(name)
-            if self.storage.exists(name + names.METADATA_SUFFIX):
-                self.delete_file(name + names.METADATA_SUFFIX)
-            deleted.append(name)
+        for decision in reversed(decisions):
+            if not decision.keep:
+                self.delete_file(decision.entry.name)
+                if self.storage.exists(decision.entry.name + names.METADATA_SUFFIX):
+                    self.delete_file(decision.entry.name + names.METADATA_SUFFIX)
+                deleted.append(decision.entry.name)
         return deleted
-
-
-def _age_key(parsed: names.ParsedName) -> tuple:
-    date = parsed.date
-    return (date is not None, date or 0, parsed.name)
 
 
 def _nothing_found(storage: Storage, filters: dict[str, Any]) -> str:

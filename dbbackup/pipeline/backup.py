@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-from dbbackup import codecs, crypto, manifest, names, settings, signals
+from dbbackup import codecs, crypto, manifest, names, retention, settings, signals
 from dbbackup.db.base import check_alias, get_connector
 from dbbackup.exceptions import DbbackupError
 from dbbackup.pipeline._common import apply_connector_options, default_sender, write_local, write_metadata
@@ -93,7 +93,9 @@ def backup_database(
 
     metadata = manifest.complete(
         base_metadata,
+        content_type="db",
         database=database,
+        servername=effective_servername,
         size=digest.size,
         sha256=digest.sha256,
         compression=codec.name if codec else None,
@@ -128,9 +130,8 @@ def backup_database(
     except DbbackupError as exc:
         post_error = exc
     if clean and not output_path:
-        result.cleaned = storage.clean_old_backups(
-            content_type="db", database=database, encrypted=encrypt, compressed=codec is not None
-        )
+        decisions = retention.prune(storage, content_type="db", database=database, servername=servername)
+        result.cleaned = [decision.entry.name for decision in decisions if not decision.keep]
     if post_error is not None:
         raise post_error
     return result

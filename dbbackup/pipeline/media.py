@@ -24,7 +24,7 @@ from django.core.files import File
 from django.core.files.storage import Storage as DjangoStorage
 from django.core.files.storage import default_storage
 
-from dbbackup import codecs, crypto, manifest, names, settings, signals, tar
+from dbbackup import codecs, crypto, manifest, names, retention, settings, signals, tar
 from dbbackup.exceptions import BackupNotFoundError, DbbackupError, StorageError
 from dbbackup.pipeline._common import default_sender, write_local, write_metadata
 from dbbackup.storage import Storage, get_storage
@@ -100,7 +100,9 @@ def backup_media(
         digest.close()
     metadata = manifest.complete(
         {"content_type": "media"},
+        content_type="media",
         database=None,
+        servername=effective_servername,
         size=digest.size,
         sha256=digest.sha256,
         compression=codec.name if codec else None,
@@ -131,9 +133,8 @@ def backup_media(
     except DbbackupError as exc:
         post_error = exc
     if clean and not output_path:
-        result.cleaned = storage.clean_old_backups(
-            content_type="media", servername=servername, encrypted=encrypt, compressed=codec is not None
-        )
+        decisions = retention.prune(storage, content_type="media", servername=servername)
+        result.cleaned = [decision.entry.name for decision in decisions if not decision.keep]
     if post_error is not None:
         raise post_error
     return result

@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+from dbbackup import catalog, manifest
 from dbbackup.management.commands._base import BaseDbBackupCommand
 from dbbackup.storage import get_storage
 
 DATE_DISPLAY_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+def human_size(size: int | None) -> str:
+    """Bytes in binary units with one decimal, as django-dbbackup writes them (``112.0 KiB``)."""
+    if size is None:
+        return "?"
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
 
 
 class Command(BaseDbBackupCommand):
@@ -16,6 +30,7 @@ class Command(BaseDbBackupCommand):
     def add_arguments(self, parser) -> None:
         super().add_arguments(parser)
         parser.add_argument("-d", "--database", help="Only backups of this database alias.")
+        parser.add_argument("-s", "--servername", help="Only backups made on this server.")
         parser.add_argument(
             "-z", "--compressed", action="store_true", default=None, help="Only compressed backups."
         )
@@ -33,18 +48,73 @@ class Command(BaseDbBackupCommand):
             "-E", "--not-encrypted", action="store_false", dest="encrypted", help="Only unencrypted backups."
         )
         parser.add_argument("-c", "--content-type", choices=["db", "media"], help="Only this kind of backup.")
+        parser.add_argument(
+            "--format",
+            choices=["table", "json"],
+            default="table",
+            help="A table for people or JSON for scripts.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        backups = get_storage().find_backups(
-            encrypted=options.get("encrypted"),
-            compressed=options.get("compressed"),
+        storage = get_storage()
+        entries = catalog.find(
+            storage,
             content_type=options.get("content_type"),
             database=options.get("database"),
+            servername=options.get("servername"),
+            encrypted=options.get("encrypted"),
+            compressed=options.get("compressed"),
+            include_unrecognised=True,
         )
-        width = max([len("Name"), *(len(backup.name) for backup in backups)])
+        if options.get("format") == "json":
+            self.stdout.write(json.dumps([self._as_json(storage, entry) for entry in entries], indent=2))
+            return
+        rows = [
+            (
+                entry.name,
+                entry.date.strftime(DATE_DISPLAY_FORMAT) if entry.date else "unknown",
+                entry.content_type or "unrecognised",
+                entry.database or "",
+                entry.servername or "",
+                human_size(_size(storage, entry)),
+            )
+            for entry in entries
+        ]
+        header = ("Name", "Datetime", "Type", "Database", "Server", "Size")
+        widths = [max([len(header[i]), *(len(row[i]) for row in rows)]) for i in range(len(header))]
         if not self.quiet:
-            self.stdout.write(f"{'Name':<{width}}  {'Datetime':<19}  Type")
-        for backup in backups:
-            date = backup.date
-            shown = date.strftime(DATE_DISPLAY_FORMAT) if date else "unknown"
-            self.stdout.write(f"{backup.name:<{width}}  {shown:<19}  {backup.content_type}")
+            self.stdout.write(
+                "  ".join(f"{title:<{width}}" for title, width in zip(header, widths, strict=True)).rstrip()
+            )
+        for row in rows:
+            self.stdout.write(
+                "  ".join(f"{cell:<{width}}" for cell, width in zip(row, widths, strict=True)).rstrip()
+            )
+
+    def _as_json(self, storage, entry: catalog.Entry) -> dict[str, Any]:
+        metadata = (
+            entry.metadata
+            if entry.metadata is not None
+            else (catalog.read_metadata(storage, entry.name) if entry.has_metadata else None)
+        )
+        sha256, _ = manifest.integrity(metadata)
+        return {
+            "name": entry.name,
+            "content_type": entry.content_type,
+            "database": entry.database,
+            "servername": entry.servername,
+            "size": _size(storage, entry),
+            "created": entry.date.isoformat() if entry.date else None,
+            "compressed": entry.compression is not None,
+            "encrypted": entry.encrypted,
+            "codec": entry.compression,
+            "checksum": f"sha256:{sha256}" if sha256 else None,
+            "recognised": entry.recognised,
+        }
+
+
+def _size(storage, entry: catalog.Entry) -> int | None:
+    try:
+        return storage.storage.size(entry.name)
+    except (OSError, NotImplementedError):
+        return None

@@ -1,0 +1,76 @@
+"""``manage.py prunebackups``: apply the retention rules now, or show what they would do."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dbbackup import retention, settings
+from dbbackup.management.commands._base import BaseDbBackupCommand
+from dbbackup.storage import get_storage
+
+
+def _count(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise ValueError(value)
+    return number
+
+
+class Command(BaseDbBackupCommand):
+    help = (
+        "Delete the backups no retention rule keeps (DBBACKUP_CLEANUP_KEEP and the age and "
+        "calendar rules), per database and server. --dry-run shows what would go and why."
+    )
+
+    def add_arguments(self, parser) -> None:
+        super().add_arguments(parser)
+        parser.add_argument("-d", "--database", help="Comma-separated aliases (default: DBBACKUP_DATABASES).")
+        parser.add_argument("-s", "--servername", help="Only backups made on this server.")
+        parser.add_argument(
+            "-c", "--content-type", choices=["db", "media"], help="Only database or only media backups."
+        )
+        parser.add_argument("--dry-run", action="store_true", help="Delete nothing; show the decisions.")
+        parser.add_argument("--keep-last", type=_count, help="Keep the newest N (overrides the setting).")
+        parser.add_argument("--keep-within", help="Keep everything this recent, e.g. 30d, 2w, 12h.")
+        for rule in retention.CALENDAR_RULES:
+            parser.add_argument(
+                f"--keep-{rule}", type=_count, help=f"Keep the newest backup of the last N {rule} periods."
+            )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        overrides = {"last": options.get("keep_last"), "within": options.get("keep_within")}
+        overrides.update({rule: options.get(f"keep_{rule}") for rule in retention.CALENDAR_RULES})
+        storage = get_storage()
+        kinds = [options["content_type"]] if options.get("content_type") else ["db", "media"]
+        aliases = [
+            a.strip()
+            for a in (options.get("database") or ",".join(settings.DATABASES)).split(",")
+            if a.strip()
+        ]
+        dry_run = options.get("dry_run", False)
+        deleted = kept = 0
+        for kind in kinds:
+            targets = aliases if kind == "db" else [None]
+            policy = retention.Policy.from_settings(kind, **overrides)
+            for database in targets:
+                decisions = retention.prune(
+                    storage,
+                    content_type=kind,
+                    database=database,
+                    servername=options.get("servername"),
+                    dry_run=dry_run,
+                    **overrides,
+                )
+                if decisions:
+                    label = f"database {database!r}" if database else "media"
+                    self.say(f"{label} ({policy.describe()}):")
+                for decision in decisions:
+                    if decision.keep:
+                        kept += 1
+                        self.say(f"  keep    {decision.entry.name}  ({'; '.join(decision.reasons)})")
+                    else:
+                        deleted += 1
+                        verb = "would delete" if dry_run else "deleted"
+                        self.say(f"  {verb:<7} {decision.entry.name}", self.style.WARNING)
+        summary = f"{'Would delete' if dry_run else 'Deleted'} {deleted} backup(s); kept {kept}."
+        self.say(summary, self.style.SUCCESS)
