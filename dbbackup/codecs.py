@@ -263,7 +263,7 @@ class Codec:
     def check(self) -> None:
         """Raise a configuration error when this codec cannot run as configured."""
         level = settings.get(self.level_setting)
-        if not isinstance(level, int) or level not in self.levels:
+        if isinstance(level, bool) or not isinstance(level, int) or level not in self.levels:
             raise DbbackupConfigurationError(
                 f"DBBACKUP_{self.level_setting} must be a whole number from {self.levels.start} to "
                 f"{self.levels.stop - 1}, not {level!r}."

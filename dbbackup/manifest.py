@@ -149,6 +149,30 @@ def created(metadata: Mapping[str, Any] | None) -> datetime | None:
         return None
 
 
+def content_type(metadata: Mapping[str, Any] | None) -> str | None:
+    """``"db"`` or ``"media"`` as the sidecar says (django-dbbackup's db sidecars name an engine)."""
+    if not metadata:
+        return None
+    value = record(metadata).get("content_type") or metadata.get("content_type")
+    if value in ("db", "media"):
+        return value
+    return "db" if "engine" in metadata else None
+
+
+def check_kind(metadata: Mapping[str, Any] | None, filename: str, expected: str) -> None:
+    """Refuse to restore a media archive as a database, or the other way round."""
+    from dbbackup import names
+
+    found = content_type(metadata)
+    if found is None:
+        parsed = names.parse(Path(filename).name) if "/" not in filename else names.parse(filename)
+        found = parsed.content_type if parsed else None
+    if found is not None and found != expected:
+        command = "mediarestore" if found == "media" else "dbrestore"
+        kind = "a media backup" if found == "media" else "a database backup"
+        raise MetadataError(f"{filename} is {kind}; restore it with `manage.py {command}`.")
+
+
 def integrity(metadata: Mapping[str, Any] | None) -> tuple[str | None, int | None]:
     """The recorded SHA-256 and size of the stored bytes, when the sidecar has them."""
     record = (metadata or {}).get(KEY)

@@ -208,14 +208,26 @@ class Storage:
             logger.warning("Could not delete the incomplete file %s from %s", name, self)
 
     def list_directory(self, path: str = "") -> list[str]:
-        """Names of the files directly in ``path`` (relative to the storage root)."""
+        """Names of the files directly in ``path`` (relative to the storage root).
+
+        Some object-store backends list full keys, ``location`` prefix included; the prefix is
+        cut off so names stay relative to the storage, as Django's API means them.
+        """
         try:
             _, files = self.storage.listdir(path)
         except FileNotFoundError:
             return []
         except NotImplementedError as exc:
             raise StorageError(f"{self} cannot list its files, so backups cannot be found.") from exc
-        return sorted(posixpath.join(path, name) if path else name for name in files)
+        return sorted(posixpath.join(path, name) if path else name for name in map(self._relative, files))
+
+    def _relative(self, name: str) -> str:
+        location = getattr(self.storage, "location", "")
+        if isinstance(location, str) and location and not os.path.isabs(location):
+            prefix = location.strip("/") + "/"
+            if name.startswith(prefix):
+                return name[len(prefix) :]
+        return name
 
     def walk(self, path: str = "") -> Iterator[str]:
         """Every file below ``path``, depth first."""

@@ -12,6 +12,7 @@ plain data: absolute names, ``..`` components, links pointing outside, devices a
 
 from __future__ import annotations
 
+import logging
 import posixpath
 import tarfile
 from collections.abc import Iterable, Iterator
@@ -22,6 +23,8 @@ from django.core.files.storage import Storage as DjangoStorage
 
 from dbbackup.exceptions import CorruptBackupError, DbbackupError
 from dbbackup.streams import CHUNK_SIZE
+
+logger = logging.getLogger("dbbackup")
 
 BLOCK = tarfile.BLOCKSIZE
 RECORD = tarfile.RECORDSIZE
@@ -59,7 +62,12 @@ def stream_tar(storage: DjangoStorage, names: Iterable[str]) -> Iterator[bytes]:
     """The tar archive of ``names`` from ``storage``, as chunks of bytes."""
     written = 0
     for name in names:
-        with storage.open(name, "rb") as handle:
+        try:
+            handle = storage.open(name, "rb")
+        except FileNotFoundError:
+            logger.warning("Skipped media file %s: it was deleted while the backup ran", name)
+            continue
+        with handle:
             size = handle.size if handle.size is not None else storage.size(name)
             header = _header(name, size)
             yield header
@@ -165,5 +173,10 @@ def scan(stream: BinaryIO) -> tuple[int, list[str]]:
 def files(stream: BinaryIO) -> Iterator[Member]:
     """The regular files of an archive, with their content, for writing back."""
     for info, archive in iter_members(stream):
+        problem = check_member(info)  # checked in the first pass too; the archive may not change
+        if problem:
+            raise UnsafeArchiveError(
+                f"The media backup changed between reads: member {info.name!r}: {problem}."
+            )
         if info.isfile() and info.name != "media":  # django-dbbackup skips a top-level "media"
             yield Member(info.name, info.size, archive.extractfile(info))

@@ -77,11 +77,12 @@ def test_metadata_sidecar_is_django_dbbackup_compatible(backup_dir):
     assert record["encrypted"] is False
 
 
-def test_every_database_is_backed_up_by_default(backup_dir):
+@pytest.mark.django_db(transaction=True, databases="__all__")
+def test_every_database_is_backed_up_by_default(backup_dir, settings):
     run("dbbackup")
     storage = get_storage()
-    assert len(storage.list_backups(database="default")) == 1
-    assert len(storage.list_backups(database="other")) == 1
+    for alias in settings.DATABASES:
+        assert len(storage.list_backups(database=alias)) == 1, alias
 
 
 def test_database_option_takes_a_comma_list(backup_dir, settings):
@@ -435,3 +436,41 @@ def test_errors_are_printed_once(backup_dir, capfd):
         ManagementUtility(["manage.py", "dbrestore", "-d", "default", "--noinput"]).execute()
     err = capfd.readouterr().err
     assert err.count("There is no backup") == 1
+
+
+def test_a_lowercase_connector_key_picks_the_connector(backup_dir, settings):
+    settings.DBBACKUP_CONNECTORS = {"default": {"connector": "dbbackup.db.sqlite.SqliteConnector"}}
+    run("dbbackup", "-d", "default")
+    assert get_storage().list_backups()[0].endswith(".dump")
+
+
+def test_dbbackup_warnings_reach_the_user_during_a_command(backup_dir, settings):
+    settings.DBBACKUP_CONNECTORS = {"default": {"EXCLUDE": ["django_session"]}}
+    _, err = run("dbbackup", "-d", "default")
+    assert "WARNING: DBBACKUP_CONNECTORS['default']['EXCLUDE'] is ignored" in err
+    _, err = run("dbbackup", "-d", "default", "-q", "-o", "quiet.sqlite3")
+    assert err == ""
+
+
+def test_bad_django_connector_exclusions_stop_before_pre_backup(backup_dir, settings):
+    from dbbackup import signals
+
+    settings.DBBACKUP_CONNECTORS = {"default": {"CONNECTOR": "dbbackup.db.django.DjangoConnector"}}
+    sent = []
+
+    def receiver(sender, **kwargs):
+        sent.append(sender)
+
+    signals.pre_backup.connect(receiver)
+    try:
+        with pytest.raises(CommandError, match="Cannot exclude 'no_such_table'"):
+            run("dbbackup", "-d", "default", "-x", "no_such_table")
+    finally:
+        signals.pre_backup.disconnect(receiver)
+    assert sent == []
+
+
+def test_a_boolean_is_not_a_compression_level(backup_dir, settings):
+    settings.DBBACKUP_GZIP_LEVEL = True
+    with pytest.raises(CommandError, match="DBBACKUP_GZIP_LEVEL must be a whole number"):
+        run("dbbackup", "-d", "default", "-z")

@@ -18,7 +18,7 @@ from django.db import connections
 from dbbackup import pipeline
 from dbbackup.db.base import get_connector
 from dbbackup.db.mongodb import MongoDumpConnector
-from dbbackup.exceptions import CommandConnectorError
+from dbbackup.exceptions import CommandConnectorError, CorruptBackupError
 from dbbackup.storage import get_storage
 from tests.standins.mongo_tool import archive_bytes
 
@@ -141,3 +141,11 @@ def test_missing_tools_name_the_package(mongo_alias, monkeypatch):
     ):
         pipeline.backup_database("mongo")
     assert shutil.which("mongodump") is None
+
+
+def test_a_damaged_backup_never_reaches_mongorestore(mongo_alias, mongo_tools, backup_dir):
+    result = pipeline.backup_database("mongo", compression="gzip")
+    (backup_dir / result.filename).write_bytes((backup_dir / result.filename).read_bytes()[:-20])
+    with pytest.raises(CorruptBackupError):
+        pipeline.restore_database("mongo", input_filename=result.filename)
+    assert [record["tool"] for record in mongo_tools()] == ["mongodump"]

@@ -147,7 +147,7 @@ def test_storage_failing_half_way_leaves_nothing(settings, gpg_settings):
     settings.STORAGES = {**settings.STORAGES, "dbbackup": {"BACKEND": "tests.storages.FailingStorage"}}
     add_known_data(count=20)
     for args in ([], ["-z"], ["-e"]):
-        with pytest.raises(OSError, match="connection reset"):
+        with pytest.raises(CommandError, match="OSError: connection reset after"):
             call_command("dbbackup", "-d", "default", "-q", *args)
         assert get_storage().list_directory() == []
 

@@ -8,7 +8,7 @@ import tarfile
 
 import pytest
 from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage
+from django.core.files.storage import FileSystemStorage, default_storage
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
@@ -266,3 +266,24 @@ def test_verify_only_writes_nothing(media):
 def test_no_media_backup(media):
     with pytest.raises(CommandError, match="There is no backup in .* matching content_type='media'"):
         run("mediarestore", "--noinput")
+
+
+def test_a_media_file_deleted_during_the_backup_is_skipped_with_a_warning(media, monkeypatch):
+    fill(media)
+    real_open = FileSystemStorage.open
+
+    def vanishing(storage, name, mode="rb"):
+        if name == "top.txt":
+            raise FileNotFoundError(name)
+        return real_open(storage, name, mode)
+
+    monkeypatch.setattr(FileSystemStorage, "open", vanishing)
+    err = run("mediabackup")
+    assert "WARNING: Skipped media file top.txt: it was deleted while the backup ran" in err
+    monkeypatch.undo()
+    for path in list(media.rglob("*")):
+        if path.is_file():
+            path.unlink()
+    run("mediarestore", "--noinput")
+    assert "top.txt" not in tree(media)
+    assert "empty.dat" in tree(media)

@@ -92,7 +92,7 @@ def connector_options(database_name: str) -> dict[str, Any]:
     options = all_options.get(database_name, {})
     if not isinstance(options, Mapping):
         raise DbbackupConfigurationError(f"DBBACKUP_CONNECTORS[{database_name!r}] must be a dict.")
-    return dict(options)
+    return {str(key).upper(): value for key, value in options.items()}
 
 
 def check_alias(database_name: str) -> None:
@@ -188,6 +188,12 @@ class BaseDBConnector:
         merged = dict(connections.settings[self.database_name])
         merged.update(self._options)
         return merged
+
+    def check(self) -> None:
+        """Raise a configuration error for options this connector cannot honour.
+
+        Called before ``pre_backup``/``pre_restore`` are sent, so nothing starts on bad options.
+        """
 
     def generate_filename(self, server_name: str | None = None) -> str:
         """A new backup name for this database (without compression/encryption suffixes)."""

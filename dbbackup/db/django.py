@@ -63,6 +63,9 @@ class DjangoConnector(BaseDBConnector):
     #: Fixtures hold rows, not tables: the schema comes from the project's migrations.
     restores_schema = False
 
+    def check(self) -> None:
+        self.exclude_labels()
+
     def exclude_labels(self) -> list[str]:
         """``EXCLUDE``/``-x`` as dumpdata labels: ``app``, ``app.Model`` or a table name."""
         tables = {

@@ -34,6 +34,8 @@ class MongoDumpConnector(BaseCommandDBConnector):
     supports_exclude = True
     object_check = True
     drop = True
+    #: mongorestore --drop cannot be rolled back: the whole backup is checked before it starts.
+    verify_before_restore = True
 
     def connection_flags(self) -> list[str]:
         host = self.settings.get("HOST") or "localhost"

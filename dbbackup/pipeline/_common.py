@@ -52,14 +52,15 @@ def apply_connector_options(
     if no_drop:
         if not hasattr(connector, "drop"):
             raise DbbackupConfigurationError(
-                f"{connector.path()} always replaces the whole database; -r/--no-drop is for "
-                "PostgreSQL and MongoDB."
+                f"{connector.path()} always replaces the whole database; -r/--no-drop is for the "
+                "PostgreSQL, MongoDB and Django connectors."
             )
         connector.drop = False
     if pg_options:
         if not hasattr(connector, "pg_options"):
             raise DbbackupConfigurationError(f"{connector.path()} does not take --pg-options.")
         connector.pg_options = pg_options
+    connector.check()
 
 
 def write_local(stream: BinaryIO, output_path: str) -> str:

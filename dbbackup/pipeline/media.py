@@ -211,6 +211,7 @@ def plan_media_restore(
             )
         metadata = _read_sidecar(storage, filename)
     _, compression, encrypted = names.split_suffixes(Path(filename).name.split(".", 1)[-1])
+    manifest.check_kind(metadata, filename, "media")
     return MediaRestorePlan(
         filename=filename,
         local=local,

@@ -90,6 +90,7 @@ def plan_restore(
         metadata = _read_metadata(storage, filename)
 
     _, compression, encrypted = names.split_suffixes(Path(filename).name.split(".", 1)[-1])
+    manifest.check_kind(metadata, filename, "db")
     manifest.check_restorable(metadata, django_settings.DATABASES[database]["ENGINE"], filename)
 
     plan_warnings: list[str] = []

@@ -8,8 +8,11 @@ Progress goes to stderr, as django-dbbackup does, so stdout stays clean for ``li
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import logging
+import sys
+from collections.abc import Iterator
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
@@ -41,13 +44,43 @@ class BaseDbBackupCommand(BaseCommand):
         self.quiet = options.get("quiet", False)
         self.verbosity = options.get("verbosity", 1)
         self.interactive = options.get("interactive", True)
+        with self._warnings_on_stderr():
+            try:
+                return super().execute(*args, **options)
+            except (DbbackupError, ImproperlyConfigured) as exc:
+                if options.get("traceback"):
+                    raise
+                logger.error("%s failed: %s", self.command_name(), exc)
+                raise CommandError(str(exc)) from exc
+            except OSError as exc:  # a storage or the network failed: say so, in one line
+                if options.get("traceback"):
+                    raise
+                logger.error("%s failed: %s", self.command_name(), exc)
+                raise CommandError(f"{type(exc).__name__}: {exc}") from exc
+
+    @contextlib.contextmanager
+    def _warnings_on_stderr(self) -> Iterator[None]:
+        """Show dbbackup's warnings on stderr while the command runs, unless the project's
+        logging already shows them somewhere (or -q asks for silence)."""
+        package_logger = logging.getLogger("dbbackup")
+        configured = any(not isinstance(h, logging.NullHandler) for h in package_logger.handlers)
+        on_console = any(
+            isinstance(handler, logging.StreamHandler) and handler.stream in (sys.stderr, sys.stdout)
+            for handler in logging.getLogger().handlers
+        )
+        if self.quiet or configured or on_console:
+            yield
+            return
+        handler = logging.StreamHandler(_CommandStderr(self))
+        handler.setLevel(logging.WARNING)
+        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        # The command's own error record repeats the CommandError printed anyway.
+        handler.addFilter(lambda record: not (record.name == logger.name and record.levelno >= logging.ERROR))
+        package_logger.addHandler(handler)
         try:
-            return super().execute(*args, **options)
-        except (DbbackupError, ImproperlyConfigured) as exc:
-            if options.get("traceback"):
-                raise
-            logger.error("%s failed: %s", self.command_name(), exc)
-            raise CommandError(str(exc)) from exc
+            yield
+        finally:
+            package_logger.removeHandler(handler)
 
     def command_name(self) -> str:
         return type(self).__module__.rsplit(".", 1)[-1]
@@ -78,3 +111,16 @@ class BaseDbBackupCommand(BaseCommand):
                 "Nobody is there to confirm (no input); run with --noinput to skip the question."
             ) from None
         return not answer.strip().lower().startswith("n")
+
+
+class _CommandStderr:
+    """The command's stderr as it is when written to (``execute`` replaces it after start)."""
+
+    def __init__(self, command: BaseCommand) -> None:
+        self.command = command
+
+    def write(self, text: str) -> None:
+        self.command.stderr.write(text, ending="")
+
+    def flush(self) -> None:
+        self.command.stderr.flush()
