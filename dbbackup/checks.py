@@ -46,9 +46,14 @@ def check_settings(app_configs=None, **kwargs) -> list:
         problems.append(Warning(str(exc), id="dbbackup.W005"))
     for legacy in ("DBBACKUP_STORAGE", "DBBACKUP_STORAGE_OPTIONS"):
         if hasattr(django_settings, legacy):
+            in_use = (
+                "is ignored, as STORAGES['dbbackup'] is set"
+                if "dbbackup" in getattr(django_settings, "STORAGES", {})
+                else "still works but is deprecated"
+            )
             problems.append(
                 Warning(
-                    f"{legacy} is a django-dbbackup 4.x setting and is ignored.",
+                    f"{legacy} is a django-dbbackup 4.x setting and {in_use}.",
                     hint='Move it to STORAGES["dbbackup"] = {"BACKEND": ..., "OPTIONS": {...}}.',
                     id="dbbackup.W012",
                 )
@@ -63,7 +68,10 @@ def check_settings(app_configs=None, **kwargs) -> list:
                 id="dbbackup.W013",
             )
         )
-    if settings.STORAGES_DBBACKUP_ALIAS not in getattr(django_settings, "STORAGES", {}):
+    if (
+        settings.STORAGES_DBBACKUP_ALIAS not in getattr(django_settings, "STORAGES", {})
+        and not settings.STORAGE
+    ):
         from dbbackup.storage import default_location
 
         problems.append(
@@ -75,3 +83,16 @@ def check_settings(app_configs=None, **kwargs) -> list:
             )
         )
     return problems
+
+
+@register("dbbackup")
+def check_environment(app_configs=None, **kwargs) -> list:
+    """Tools on PATH, the GPG recipient's key, and a safe, writable backup location."""
+    from dbbackup import environment
+
+    return [
+        (Error if finding.id.startswith("dbbackup.E") else Warning)(
+            finding.message, hint=finding.hint or None, id=finding.id
+        )
+        for finding in environment.all_findings()
+    ]

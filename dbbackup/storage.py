@@ -21,7 +21,7 @@ import logging
 import os
 import posixpath
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -70,6 +70,9 @@ def get_storage_class(path: str | None = None) -> type[DjangoStorage]:
 def _configured() -> tuple[str, dict[str, Any]]:
     alias = settings.STORAGES_DBBACKUP_ALIAS
     entry = getattr(django_settings, "STORAGES", {}).get(alias)
+    if entry is None and settings.STORAGE:
+        # django-dbbackup 4.x spelling, still honoured (system check dbbackup.W012 says so).
+        return settings.STORAGE, dict(settings.STORAGE_OPTIONS or {})
     if entry is None:
         return DEFAULT_BACKEND, {
             "location": default_location(),
@@ -149,21 +152,28 @@ class Storage:
         logger.info("Deleting %s", filepath)
         self.storage.delete(filepath)
 
-    def write_file(self, filehandle: BinaryIO, filename: str) -> str:
+    def write_file(
+        self, filehandle: BinaryIO, filename: str, *, on_conflict: Callable[[str], str] | None = None
+    ) -> str:
         """Store the whole stream under ``filename``, atomically; return the stored name.
 
-        Raises :class:`StorageError` if ``filename`` already exists or the write fails; in both
-        cases nothing new is left in the storage.
+        An existing file is never overwritten: with ``on_conflict``, the name it returns for the
+        taken one is tried instead (two backups started in the same second); without, or after
+        ten tries, :class:`StorageError` is raised. Whatever fails, nothing new is left behind.
         """
         try:
-            exists = self.storage.exists(filename)
             local = _local_path(self.storage, filename) is not None
+            for _ in range(10):
+                if not self.storage.exists(filename) or on_conflict is None:
+                    break
+                filename = on_conflict(filename)
+            exists = self.storage.exists(filename)
         except SuspiciousOperation as exc:
             raise StorageError(f"{filename!r} is not a valid name in {self}: {exc}") from exc
         if exists:
             raise StorageError(f"{filename!r} already exists in {self}; it was not overwritten.")
         if local:
-            return self._write_local(filehandle, filename)
+            return self._write_local(filehandle, filename, on_conflict)
         try:
             stored = self.storage.save(filename, File(filehandle, name=filename))
         except BaseException:
@@ -171,7 +181,9 @@ class Storage:
             raise
         return stored
 
-    def _write_local(self, filehandle: BinaryIO, filename: str) -> str:
+    def _write_local(
+        self, filehandle: BinaryIO, filename: str, on_conflict: Callable[[str], str] | None = None
+    ) -> str:
         """Write to a private temporary file beside the target, then hard-link it into place.
 
         The temporary file is created 0600 and exclusively, so a backup is never readable by
@@ -190,10 +202,19 @@ class Storage:
                 copy_stream(filehandle, handle.write)
                 handle.flush()
                 os.fsync(handle.fileno())
-            try:
-                os.link(temporary, target)
-            except FileExistsError as exc:
-                raise StorageError(f"{filename!r} already exists in {self}; it was not overwritten.") from exc
+            for _ in range(10):
+                try:
+                    os.link(temporary, target)
+                    break
+                except FileExistsError as exc:
+                    if on_conflict is None:
+                        raise StorageError(
+                            f"{filename!r} already exists in {self}; it was not overwritten."
+                        ) from exc
+                    filename = on_conflict(filename)
+                    target = Path(self.storage.path(filename))
+            else:
+                raise StorageError(f"No free name for the backup in {self} after ten tries.")
         finally:
             temporary.unlink(missing_ok=True)
         if self._explicit_file_mode is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, BinaryIO
 
 from dbbackup import codecs, crypto, manifest, names, retention, settings, signals
@@ -75,7 +76,19 @@ def backup_database(
     )
     base_metadata = manifest.base_metadata(connector.settings["ENGINE"], connector.path())
     extension = connector.extension + (f".{codec.suffix}" if codec else "") + (".gpg" if encrypt else "")
-    filename = output_filename or names.generate_filename(extension, database, effective_servername)
+    started = names.now()
+    filename = output_filename or names.generate_filename(
+        extension, database, effective_servername, when=started
+    )
+    seconds_later = iter(range(1, 60))
+
+    def next_free_name(taken: str) -> str:
+        """Another run took this name in the same second: use a later second's name."""
+        if output_filename:
+            return taken  # a name the user chose is never changed
+        return names.generate_filename(
+            extension, database, effective_servername, when=started + timedelta(seconds=next(seconds_later))
+        )
 
     connector.stream_compressed = codec is not None
     stream: BinaryIO = connector.create_dump()
@@ -87,7 +100,7 @@ def backup_database(
     try:
         local_path = write_local(digest, output_path) if output_path else None
         if local_path is None:
-            filename = storage.write_file(digest, filename)
+            filename = storage.write_file(digest, filename, on_conflict=next_free_name)
     finally:
         digest.close()
 

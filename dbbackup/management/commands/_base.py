@@ -18,6 +18,7 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
+from dbbackup import notify
 from dbbackup.exceptions import DbbackupError
 
 logger = logging.getLogger("dbbackup.command")
@@ -27,6 +28,8 @@ class BaseDbBackupCommand(BaseCommand):
     """Base of the dbbackup commands: ``--noinput``, ``-q/--quiet`` and error handling."""
 
     content_type = "db"
+    #: Unattended commands (backups, pruning) e-mail the admins when they fail.
+    mail_on_failure = False
 
     def add_arguments(self, parser) -> None:
         parser.add_argument(
@@ -46,7 +49,7 @@ class BaseDbBackupCommand(BaseCommand):
         self.interactive = options.get("interactive", True)
         with self._warnings_on_stderr():
             try:
-                return super().execute(*args, **options)
+                return self._execute_and_report(*args, **options)
             except (DbbackupError, ImproperlyConfigured) as exc:
                 if options.get("traceback"):
                     raise
@@ -57,6 +60,14 @@ class BaseDbBackupCommand(BaseCommand):
                     raise
                 logger.error("%s failed: %s", self.command_name(), exc)
                 raise CommandError(f"{type(exc).__name__}: {exc}") from exc
+
+    def _execute_and_report(self, *args: Any, **options: Any) -> Any:
+        try:
+            return super().execute(*args, **options)
+        except Exception as exc:
+            if self.mail_on_failure and not isinstance(exc, CommandError):
+                notify.mail_failure(self.command_name(), exc, [options.get("passphrase") or ""])
+            raise
 
     @contextlib.contextmanager
     def _warnings_on_stderr(self) -> Iterator[None]:

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import CommandError
 
-from dbbackup import pipeline, settings
+from dbbackup import pipeline, preflight, settings
 from dbbackup.management.commands._base import BaseDbBackupCommand
 
 
@@ -18,6 +18,7 @@ def _comma_list(value: str | list[str] | None) -> list[str]:
 
 
 class Command(BaseDbBackupCommand):
+    mail_on_failure = True
     help = "Back up databases to the backup storage (STORAGES['dbbackup'])."
 
     def add_arguments(self, parser) -> None:
@@ -42,11 +43,19 @@ class Command(BaseDbBackupCommand):
         parser.add_argument(
             "-n", "--schema", action="append", default=[], help="PostgreSQL schema to back up (repeatable)."
         )
+        parser.add_argument(
+            "--check",
+            action="store_true",
+            help="Back up nothing: try the tools, connections, storages and GPG key, and report.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         databases = _comma_list(options.get("database")) or _comma_list(settings.DATABASES)
         if not databases:
             raise CommandError("No database to back up: DATABASES and DBBACKUP_DATABASES are empty.")
+        if options.get("check"):
+            self.report_preflight(databases)
+            return
         if len(databases) > 1 and (options.get("filename") or options.get("path")):
             raise CommandError(
                 "-o/--output-filename and -O/--output-path name one file; back up one database at "
@@ -73,3 +82,17 @@ class Command(BaseDbBackupCommand):
             )
             for name in result.cleaned:
                 self.say(f"Deleted old backup {name}")
+
+    def report_preflight(self, databases: list[str]) -> None:
+        checks = preflight.run(databases)
+        width = max(len(f"{check.subject}: {check.name}") for check in checks)
+        for check in checks:
+            label = f"{check.subject}: {check.name}"
+            verdict = self.style.SUCCESS("ok  ") if check.ok else self.style.ERROR("FAIL")
+            self.stdout.write(f"{verdict}  {label:<{width}}  {check.detail}")
+        failed = [check for check in checks if not check.ok]
+        if failed:
+            raise CommandError(
+                f"The preflight found {len(failed)} problem(s) of {len(checks)} checks; see above."
+            )
+        self.stdout.write(self.style.SUCCESS(f"All {len(checks)} checks passed: backups can run."))

@@ -9,6 +9,7 @@ from dbbackup.management.commands._base import BaseDbBackupCommand
 
 
 class Command(BaseDbBackupCommand):
+    mail_on_failure = True
     help = "Back up every file of the media storage (STORAGES['default']) as one tar archive."
     content_type = "media"
 

@@ -17,6 +17,7 @@ def _count(value: str) -> int:
 
 
 class Command(BaseDbBackupCommand):
+    mail_on_failure = True
     help = (
         "Delete the backups no retention rule keeps (DBBACKUP_CLEANUP_KEEP and the age and "
         "calendar rules), per database and server. --dry-run shows what would go and why."
