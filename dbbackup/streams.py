@@ -95,6 +95,8 @@ class WrappedReader(_ReaderBase):
 class DigestReader(WrappedReader):
     """Passes bytes through, counting them and computing their SHA-256.
 
+    ``on_bytes(n)`` is called as bytes pass (a progress bar, say).
+
     With ``expected_sha256`` and/or ``expected_size``, the end of the stream raises
     :class:`CorruptBackupError` instead of returning ``b""`` when they disagree.
     """
@@ -106,8 +108,10 @@ class DigestReader(WrappedReader):
         expected_sha256: str | None = None,
         expected_size: int | None = None,
         label: str = "the backup",
+        on_bytes: Callable[[int], object] | None = None,
     ) -> None:
         super().__init__(inner)
+        self._on_bytes = on_bytes
         self._hash = hashlib.sha256()
         self.size = 0
         self.expected_sha256 = expected_sha256
@@ -119,6 +123,8 @@ class DigestReader(WrappedReader):
         if data:
             self._hash.update(data)
             self.size += len(data)
+            if self._on_bytes is not None:
+                self._on_bytes(len(data))
         else:
             self._verify()
         return data

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, BinaryIO
@@ -45,6 +46,7 @@ def backup_database(
     clean: bool = False,
     storage: Storage | None = None,
     sender: type | None = None,
+    progress: Callable[[int], object] | None = None,
 ) -> BackupResult:
     """Back up one database (by alias) and return what was stored.
 
@@ -54,7 +56,7 @@ def backup_database(
 
     Sends ``pre_backup`` before anything is dumped (a raising receiver stops the backup) and
     ``post_backup`` once the backup and its metadata are stored. Whatever fails, no partial
-    backup is left in the storage.
+    backup is left in the storage. ``progress(n)`` is called as stored bytes flow.
     """
     check_alias(database)
     connector = get_connector(database)
@@ -96,7 +98,7 @@ def backup_database(
         stream = codec.compress(stream)
     if encrypt:
         stream = crypto.encrypt(stream)
-    digest = DigestReader(stream)
+    digest = DigestReader(stream, on_bytes=progress)
     try:
         local_path = write_local(digest, output_path) if output_path else None
         if local_path is None:

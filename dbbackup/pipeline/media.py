@@ -16,6 +16,7 @@ other Django storage is backed up too.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -64,6 +65,7 @@ def backup_media(
     clean: bool = False,
     storage: Storage | None = None,
     sender: type | None = None,
+    progress: Callable[[int], object] | None = None,
 ) -> MediaBackupResult:
     """Archive every file of the media storage into one backup.
 
@@ -91,7 +93,7 @@ def backup_media(
         stream = codec.compress(stream)
     if encrypt:
         stream = crypto.encrypt(stream)
-    digest = DigestReader(stream)
+    digest = DigestReader(stream, on_bytes=progress)
     try:
         local_path = write_local(digest, output_path) if output_path else None
         if local_path is None:

@@ -9,6 +9,7 @@ something is wrong, and connectors commit only after a clean end of stream.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -140,7 +141,9 @@ def _read_metadata(storage: Storage, filename: str) -> dict[str, Any] | None:
         return manifest.loads(handle.read(), sidecar)
 
 
-def open_backup(plan: RestorePlan) -> tuple[BinaryIO, DigestReader]:
+def open_backup(
+    plan: RestorePlan, progress: Callable[[int], object] | None = None
+) -> tuple[BinaryIO, DigestReader]:
     """The backup's original dump as a stream, and the digest stage that checks the stored bytes.
 
     The caller reads the stream to its end and closes it; closing it closes every stage.
@@ -170,7 +173,9 @@ class RestoreResult:
     content_size: int = 0
 
 
-def execute_restore(plan: RestorePlan, *, sender: type | None = None) -> RestoreResult:
+def execute_restore(
+    plan: RestorePlan, *, sender: type | None = None, progress: Callable[[int], object] | None = None
+) -> RestoreResult:
     """Run a planned restore: ``pre_restore``, the streamed restore, ``post_restore``.
 
     The connector commits only after the whole stream was read and checked, so a damaged
@@ -192,7 +197,7 @@ def execute_restore(plan: RestorePlan, *, sender: type | None = None) -> Restore
         servername=plan.servername,
         storage=plan.storage,
     )
-    stream, digest = open_backup(plan)
+    stream, digest = open_backup(plan, progress)
     try:
         plan.connector.restore_dump(stream)
     finally:

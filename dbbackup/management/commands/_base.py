@@ -12,7 +12,7 @@ import contextlib
 import getpass
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
@@ -100,6 +100,28 @@ class BaseDbBackupCommand(BaseCommand):
         """Progress for humans, on stderr; silent with ``-q`` or ``--verbosity 0``."""
         if not self.quiet and self.verbosity >= 1:
             self.stderr.write(style(message) if style else message)
+
+    @contextlib.contextmanager
+    def progress(self, description: str) -> Iterator[Callable[[int], object] | None]:
+        """A byte-counting progress bar on stderr when it is a terminal (not with -q).
+
+        Yields the callback to pass as ``progress=`` (``None`` when there is no bar). Needs the
+        ``tqdm`` package (``pip install "dbbackup[progress]"``); without it there is no bar.
+        """
+        out = getattr(self.stderr, "_out", self.stderr)
+        if self.quiet or self.verbosity < 1 or not getattr(out, "isatty", lambda: False)():
+            yield None
+            return
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            yield None
+            return
+        bar = tqdm(desc=description, unit="B", unit_scale=True, unit_divisor=1024, file=out, leave=True)
+        try:
+            yield bar.update
+        finally:
+            bar.close()
 
     def ask_passphrase(self) -> str | None:
         """Ask for a GPG passphrase (empty: none); refuse clearly when nobody can answer."""

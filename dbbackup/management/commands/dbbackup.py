@@ -63,19 +63,21 @@ class Command(BaseDbBackupCommand):
             )
         for database in databases:
             self.say(f"Backing up database {database!r}")
-            result = pipeline.backup_database(
-                database,
-                servername=options.get("servername"),
-                compress=options.get("compress", False),
-                compression=options.get("compression"),
-                encrypt=options.get("encrypt", False),
-                output_filename=options.get("filename"),
-                output_path=options.get("path"),
-                exclude_tables=_comma_list(options.get("exclude_tables")),
-                schemas=options.get("schema") or [],
-                clean=options.get("clean", False),
-                sender=type(self),
-            )
+            with self.progress(f"dbbackup {database}") as progress:
+                result = pipeline.backup_database(
+                    database,
+                    servername=options.get("servername"),
+                    compress=options.get("compress", False),
+                    compression=options.get("compression"),
+                    encrypt=options.get("encrypt", False),
+                    output_filename=options.get("filename"),
+                    output_path=options.get("path"),
+                    exclude_tables=_comma_list(options.get("exclude_tables")),
+                    schemas=options.get("schema") or [],
+                    clean=options.get("clean", False),
+                    sender=type(self),
+                    progress=progress,
+                )
             self.say(
                 f"Backed up {database!r} to {result.local_path or result.filename} ({result.size} bytes)",
                 self.style.SUCCESS,

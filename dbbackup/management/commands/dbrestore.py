@@ -66,6 +66,7 @@ class Command(BaseDbBackupCommand):
         if not self.confirm():
             self.say("Restore cancelled; nothing was changed.")
             return
-        result = pipeline.execute_restore(plan, sender=type(self))
+        with self.progress(f"dbrestore {plan.database}") as progress:
+            result = pipeline.execute_restore(plan, sender=type(self), progress=progress)
         verified = "checksum verified" if result.verified else "no checksum to verify"
         self.say(f"Restored {plan.database!r} from {plan.filename} ({verified})", self.style.SUCCESS)

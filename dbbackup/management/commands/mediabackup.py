@@ -33,16 +33,18 @@ class Command(BaseDbBackupCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         self.say("Backing up media files")
-        result = pipeline.backup_media(
-            servername=options.get("servername"),
-            compress=options.get("compress", False),
-            compression=options.get("compression"),
-            encrypt=options.get("encrypt", False),
-            output_filename=options.get("filename"),
-            output_path=options.get("path"),
-            clean=options.get("clean", False),
-            sender=type(self),
-        )
+        with self.progress("mediabackup") as progress:
+            result = pipeline.backup_media(
+                servername=options.get("servername"),
+                compress=options.get("compress", False),
+                compression=options.get("compression"),
+                encrypt=options.get("encrypt", False),
+                output_filename=options.get("filename"),
+                output_path=options.get("path"),
+                clean=options.get("clean", False),
+                sender=type(self),
+                progress=progress,
+            )
         self.say(
             f"Backed up {result.files} media file(s) to {result.local_path or result.filename} "
             f"({result.size} bytes)",
