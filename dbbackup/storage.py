@@ -32,7 +32,7 @@ from django.core.files.storage import FileSystemStorage, storages
 from django.core.files.storage import Storage as DjangoStorage
 from django.utils.module_loading import import_string
 
-from dbbackup import names, settings
+from dbbackup import names, s3, settings
 from dbbackup.exceptions import (
     BackupNotFoundError,
     DbbackupConfigurationError,
@@ -136,6 +136,8 @@ class Storage:
 
     def read_file(self, filepath: str) -> File:
         """Open a stored file for reading (binary); the caller closes it."""
+        if s3.is_s3(self.storage):
+            return File(s3.open_stream(self.storage, filepath), name=filepath)
         try:
             handle = self.storage.open(filepath, "rb")
         except FileNotFoundError as exc:
@@ -175,6 +177,8 @@ class Storage:
         if local:
             return self._write_local(filehandle, filename, on_conflict)
         try:
+            if s3.is_s3(self.storage):
+                return s3.upload(self.storage, filename, filehandle)
             stored = self.storage.save(filename, File(filehandle, name=filename))
         except BaseException:
             self._discard(filename)

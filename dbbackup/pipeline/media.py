@@ -15,6 +15,7 @@ other Django storage is backed up too.
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -310,15 +311,20 @@ def execute_media_restore(plan: MediaRestorePlan, *, sender: type | None = None)
     return result
 
 
-class _Exact:
-    """A member's content with the size Django storages ask for."""
+class _Exact(io.RawIOBase):
+    """A member's content as a read-only, non-seekable file of known size, for any storage."""
 
     def __init__(self, content: BinaryIO, size: int) -> None:
         self._content = content
         self.size = size
 
-    def read(self, size: int = -1) -> bytes:
-        return self._content.read(size)
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self._content.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
 
 
 def restore_media(*, sender: type | None = None, **options: Any) -> MediaRestoreResult:

@@ -1,0 +1,152 @@
+"""Real servers for the remote-storage tests, started on 127.0.0.1 on free ports.
+
+* S3: moto's standalone server (``moto[server]``), spoken to over HTTP by boto3 as a real S3.
+* SFTP: Debian's OpenSSH ``sshd`` with a throwaway host key and user key.
+
+Each is skipped when it cannot run here, unless ``DBBACKUP_REQUIRE_SERVERS`` is set (CI).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.database_servers import REQUIRE_SERVERS
+
+SSHD = "/usr/sbin/sshd"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for_port(port: int, process: subprocess.Popen, what: str, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with status {process.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"{what} did not listen on port {port} within {seconds} s")
+
+
+def unavailable(reason: str) -> None:
+    if REQUIRE_SERVERS:
+        pytest.fail(f"{reason} (DBBACKUP_REQUIRE_SERVERS is set)")
+    pytest.skip(reason)
+
+
+@dataclass(frozen=True)
+class S3Server:
+    endpoint: str
+
+    def client(self):
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+            region_name="us-east-1",
+        )
+
+    def storage_options(self, bucket: str, **extra) -> dict:
+        return {
+            "bucket_name": bucket,
+            "endpoint_url": self.endpoint,
+            "access_key": "test",
+            "secret_key": "test",
+            "region_name": "us-east-1",
+            **extra,
+        }
+
+
+@contextlib.contextmanager
+def s3_server() -> Iterator[S3Server]:
+    try:
+        import boto3  # noqa: F401
+        import moto.server  # noqa: F401
+        import storages.backends.s3  # noqa: F401
+    except ImportError as exc:
+        unavailable(f"the S3 tests need moto[server], boto3 and django-storages: {exc}")
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, process, "moto_server")
+        yield S3Server(f"http://127.0.0.1:{port}")
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@dataclass(frozen=True)
+class SftpServer:
+    port: int
+    key: Path
+    user: str
+
+    def storage_options(self, root: Path) -> dict:
+        return {
+            "host": "127.0.0.1",
+            "root_path": str(root),
+            "params": {
+                "port": self.port,
+                "username": self.user,
+                "key_filename": str(self.key),
+                "look_for_keys": False,
+                "allow_agent": False,
+            },
+        }
+
+
+@contextlib.contextmanager
+def sftp_server(workdir: Path) -> Iterator[SftpServer]:
+    if not os.path.exists(SSHD) or shutil.which("ssh-keygen") is None:
+        unavailable("the SFTP tests need OpenSSH's sshd and ssh-keygen (apt install openssh-server)")
+    try:
+        import paramiko  # noqa: F401
+        import storages.backends.sftpstorage  # noqa: F401
+    except ImportError as exc:
+        unavailable(f"the SFTP tests need paramiko and django-storages: {exc}")
+    workdir.mkdir(parents=True, exist_ok=True)
+    for name in ("host_key", "user_key"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(workdir / name)], check=True)
+    (workdir / "authorized_keys").write_text((workdir / "user_key.pub").read_text())
+    port = free_port()
+    config = workdir / "sshd_config"
+    config.write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {workdir / 'host_key'}\n"
+        f"PidFile {workdir / 'sshd.pid'}\n"
+        f"AuthorizedKeysFile {workdir / 'authorized_keys'}\nPasswordAuthentication no\n"
+        "KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nPermitRootLogin prohibit-password\n"
+        "Subsystem sftp internal-sftp\n"
+    )
+    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation directory
+    process = subprocess.Popen(
+        [SSHD, "-D", "-e", "-f", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        wait_for_port(port, process, "sshd")
+        yield SftpServer(port, workdir / "user_key", getpass.getuser())
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
