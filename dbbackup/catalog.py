@@ -43,7 +43,8 @@ class Entry:
     @property
     def group(self) -> tuple:
         """Backups that retention treats together: same kind, database and server."""
-        return (self.content_type, self.database, self.servername)
+        database = names.database_name_for_filename(self.database) if self.database else self.database
+        return (self.content_type, database, self.servername)
 
 
 def _local(moment: datetime) -> datetime:

@@ -316,14 +316,19 @@ def detect(stream: PeekableReader) -> Codec | None:
     return None
 
 
-def open_decompressed(stream: BinaryIO, *, label: str, expected: str | None) -> tuple[BinaryIO, Codec | None]:
+def open_decompressed(
+    stream: BinaryIO, *, label: str, expected: str | None, sniff: bool = True
+) -> tuple[BinaryIO, Codec | None]:
     """Wrap ``stream`` in the decompressor its magic bytes call for.
 
-    ``expected`` is the compression the file's name announces (``"gzip"`` for ``.gz``) or
-    ``None``; a mismatch with the bytes raises :class:`CorruptBackupError`.
+    ``expected`` is the compression the file's name (or sidecar) announces, or ``None``; a
+    mismatch with the bytes raises :class:`CorruptBackupError`. With ``sniff=False`` nothing
+    is decompressed unless ``expected`` says so (the sidecar knows, the bytes only suggest).
     """
     peekable = stream if isinstance(stream, PeekableReader) else PeekableReader(stream)
     codec = detect(peekable)
+    if not sniff and expected is None:
+        return peekable, None
     if expected is not None and (codec is None or codec.name != expected):
         raise CorruptBackupError(
             f"{label} is named as {expected}-compressed, but its content is not {expected}."

@@ -31,9 +31,6 @@ from dbbackup.process import redact
 from dbbackup.streams import CHUNK_SIZE, Cancelled, PeekableReader, ProducerReader
 
 ARMOR_HEADER = b"-----BEGIN PGP MESSAGE-----"
-#: First bytes of binary OpenPGP messages: a public- or symmetric-key session key packet,
-#: in old (0x84-0x8F) or new (0xC1, 0xC3) packet format.
-_BINARY_PACKET_STARTS = {*range(0x84, 0x90), 0xC1, 0xC3}
 
 
 def _gnupg():
@@ -80,9 +77,12 @@ def make_gpg() -> Any:
 
 
 def is_encrypted(stream: PeekableReader) -> bool:
-    """Whether ``stream`` starts like an OpenPGP message (armoured or binary)."""
-    head = stream.peek(len(ARMOR_HEADER))
-    return head.startswith(ARMOR_HEADER) or (bool(head) and head[0] in _BINARY_PACKET_STARTS)
+    """Whether ``stream`` starts with an ASCII-armoured OpenPGP message.
+
+    Binary OpenPGP is not guessed from its first byte, which one arbitrary file in sixteen
+    starts with too; such backups are recognised by their ``.gpg`` suffix or their sidecar.
+    """
+    return stream.peek(len(ARMOR_HEADER)).startswith(ARMOR_HEADER)
 
 
 class _GuardedSource:

@@ -89,6 +89,7 @@ def complete(
     sha256: str,
     compression: str | None,
     encrypted: bool,
+    exclude: list[str] | None = None,
 ) -> dict[str, Any]:
     """Add dbbackup's own record of the stored bytes under the ``dbbackup`` key."""
     return {
@@ -104,6 +105,7 @@ def complete(
             "sha256": sha256,
             "compression": compression,
             "encrypted": encrypted,
+            "exclude": list(exclude or []),
             "django": django.get_version(),
         },
     }

@@ -8,7 +8,7 @@ and server, newest first):
 * ``hourly``/``daily``/``weekly``/``monthly``/``yearly`` N: the newest backup of each of the N
   most recent hours/days/ISO weeks/months/years that have backups;
 * ``DBBACKUP_CLEANUP_KEEP_FILTER(name)`` true pins a file; a backup without a date is never
-  deleted.
+  deleted, and neither is the newest backup of a group (whatever the rules say).
 
 A backup is kept when any rule keeps it; :func:`plan` says which rules did.
 """
@@ -55,6 +55,16 @@ def parse_duration(
     return timedelta(days=365 * years + 30 * months + 7 * weeks + days, hours=hours)
 
 
+def describe_duration(duration: timedelta) -> str:
+    """``timedelta(days=9)`` as ``"9 days"``, ``timedelta(hours=36)`` as ``"1 day 12 hours"``."""
+    hours = int(duration.total_seconds() // 3600)
+    days, hours = divmod(hours, 24)
+    parts = [f"{days} day{'s' if days != 1 else ''}"] if days else []
+    if hours or not parts:
+        parts.append(f"{hours} hour{'s' if hours != 1 else ''}")
+    return " ".join(parts)
+
+
 @dataclass(frozen=True)
 class Policy:
     """How many backups of one group to keep; zero or ``None`` turns a rule off."""
@@ -86,7 +96,7 @@ class Policy:
     def describe(self) -> str:
         parts = [f"last {self.last}"] if self.last else []
         if self.within:
-            parts.append(f"within {self.within}")
+            parts.append(f"within {describe_duration(self.within)}")
         parts += [f"{rule} {getattr(self, rule)}" for rule in CALENDAR_RULES if getattr(self, rule)]
         return ", ".join(parts) or "nothing (every dated backup would go)"
 
@@ -119,7 +129,7 @@ def plan(
         oldest_kept = dated[0].date - policy.within
         for decision in decisions:
             if decision.entry.date >= oldest_kept:
-                decision.reasons.append(f"within {policy.within} of the newest")
+                decision.reasons.append(f"within {describe_duration(policy.within)} of the newest")
     for rule, bucket_of in CALENDAR_RULES.items():
         wanted = getattr(policy, rule)
         seen: list[tuple] = []
@@ -134,6 +144,8 @@ def plan(
     for decision in decisions:
         if keep_filter is not None and keep_filter(decision.entry.name):
             decision.reasons.append("pinned by DBBACKUP_CLEANUP_KEEP_FILTER")
+    if decisions and not decisions[0].keep:
+        decisions[0].reasons.append("the newest backup is always kept")
     return decisions + [Decision(entry, ["no date to judge it by: never deleted"]) for entry in undated]
 
 

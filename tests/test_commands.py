@@ -387,8 +387,9 @@ def test_exclude_tables_with_the_sql_connector(backup_dir, settings):
     run("dbbackup", "-d", "default", "-x", "testapp_tag, django_content_type")
     [name] = get_storage().list_backups()
     text = (backup_dir / name).read_text()
-    assert '"testapp_note"' in text
-    assert '"testapp_tag"' not in text
+    assert 'INSERT OR REPLACE INTO "testapp_note"' in text
+    assert 'CREATE TABLE IF NOT EXISTS "testapp_tag"' in text  # the table stays...
+    assert 'INSERT OR REPLACE INTO "testapp_tag"' not in text  # ...without its rows
 
 
 def test_errors_are_one_line_command_errors_not_tracebacks(backup_dir, capsys):
@@ -474,3 +475,12 @@ def test_a_boolean_is_not_a_compression_level(backup_dir, settings):
     settings.DBBACKUP_GZIP_LEVEL = True
     with pytest.raises(CommandError, match="DBBACKUP_GZIP_LEVEL must be a whole number"):
         run("dbbackup", "-d", "default", "-z")
+
+
+def test_settings_cannot_smuggle_options_past_the_connector(backup_dir, settings):
+    settings.DBBACKUP_CONNECTORS = {"default": {"DROP": True, "SCHEMAS": ["public"]}}
+    run("dbbackup", "-d", "default")
+    with pytest.raises(CommandError, match="-r/--no-drop is for"):
+        run("dbrestore", "-d", "default", "--noinput", "-r")
+    with pytest.raises(CommandError, match="-n/--schema is for PostgreSQL"):
+        run("dbrestore", "-d", "default", "--noinput", "-n", "public")

@@ -69,3 +69,14 @@ def test_no_drop_merges_into_the_existing_rows(settings, backup_dir):
     assert Tag.objects.count() == 3
     pipeline.restore_database("default", input_filename=name)
     assert not Note.objects.filter(title="added after the backup").exists()
+
+
+def test_a_restore_leaves_excluded_tables_alone(settings, backup_dir):
+    settings.DBBACKUP_CONNECTORS = {"default": DJANGO}
+    add_known_data("default")
+    name = pipeline.backup_database("default", exclude_tables=["testapp_tag"]).filename
+    Tag.objects.all().delete()
+    note = Note.objects.first()
+    Tag.objects.create(note=note, label="made after the backup")
+    pipeline.restore_database("default", input_filename=name)
+    assert list(Tag.objects.values_list("label", flat=True)) == ["made after the backup"]

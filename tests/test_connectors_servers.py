@@ -56,6 +56,12 @@ def test_pg_connection_goes_in_one_quoted_conninfo_and_the_password_in_the_envir
     assert env["PGSSLMODE"] == "require"
 
 
+def test_only_the_password_counts_as_a_secret_for_postgresql():
+    connector = fake(PgDumpConnector, OPTIONS={"sslmode": "require"})
+    assert connector.secrets() == (SECRET,)
+    assert "require" in connector.dump_command().describe()  # not redacted
+
+
 def test_conninfo_escapes_quotes_and_backslashes():
     connector = fake(PgDumpConnector, NAME="o'brien\\db")
     assert "dbname='o\\'brien\\\\db'" in connector.conninfo()

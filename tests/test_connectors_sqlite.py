@@ -82,12 +82,18 @@ def test_sql_dump_is_one_statement_per_line_in_django_dbbackup_style():
     assert "DELETE FROM sqlite_sequence;" in lines
 
 
-def test_sql_dump_excludes_tables():
+def test_sql_dump_excludes_the_rows_of_tables_not_the_tables():
     add_known_data()
     connector = SqliteConnector("default", EXCLUDE=["testapp_tag"])
-    text = dump_bytes(connector).decode()
-    assert '"testapp_tag"' not in text
-    assert '"testapp_note"' in text
+    dump = dump_bytes(connector)
+    text = dump.decode()
+    assert 'INSERT OR REPLACE INTO "testapp_tag"' not in text
+    assert 'INSERT OR REPLACE INTO "testapp_note"' in text
+    connector.restore_dump(io.BytesIO(dump))
+    assert Note.objects.count() == 3
+    from tests.testapp.models import Tag
+
+    assert Tag.objects.count() == 0  # the table is there, empty
 
 
 def test_a_django_dbbackup_style_sql_dump_restores(tmp_path):

@@ -33,7 +33,7 @@ def test_keep_within_counts_back_from_the_newest_backup():
     dates = [NOW - timedelta(days=n) for n in (0, 1, 6, 7, 8)]
     decisions = retention.plan(entries(*dates), retention.Policy(within=timedelta(days=7)))
     assert kept(decisions) == dates[:4]
-    assert decisions[0].reasons == ["within 7 days, 0:00:00 of the newest"]
+    assert decisions[0].reasons == ["within 7 days of the newest"]
 
 
 @pytest.mark.parametrize(
@@ -254,3 +254,32 @@ def test_restoring_the_wrong_kind_is_refused(backup_dir):
     with pytest.raises(CommandError, match="is a database backup; restore it with `manage.py dbrestore`"):
         call_command("mediarestore", "-i", day(3), "--noinput")
     assert manifest.content_type({"engine": "x"}) == "db"
+
+
+def test_the_newest_backup_of_a_group_is_always_kept():
+    dates = [NOW - timedelta(days=n) for n in range(3)]
+    decisions = retention.plan(entries(*dates), retention.Policy(last=0))
+    assert [(d.entry.date, d.reasons) for d in decisions if d.keep] == [
+        (NOW, ["the newest backup is always kept"])
+    ]
+    assert retention.describe_duration(timedelta(hours=36)) == "1 day 12 hours"
+
+
+def test_bad_retention_settings_stop_a_backup_before_it_starts(backup_dir, settings):
+    settings.DBBACKUP_CLEANUP_KEEP_WITHIN = "a while"
+    with pytest.raises(CommandError, match="DBBACKUP_CLEANUP_KEEP_WITHIN = 'a while' is not a duration"):
+        call_command("dbbackup", "-d", "default", "--clean", "-q")
+    assert get_storage().list_directory() == []
+    with pytest.raises(CommandError, match="--keep-within = 'soon' is not a duration"):
+        call_command("prunebackups", "--keep-within", "soon", "--noinput", "-q")
+
+
+def test_interactive_prune_asks_first(backup_dir, settings, monkeypatch):
+    settings.DBBACKUP_CLEANUP_KEEP = 1
+    storage = store(day(1), day(2))
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    monkeypatch.setattr("builtins.input", lambda question: "n")
+    call_command("prunebackups", "-c", "db", stderr=io.StringIO())
+    assert storage.list_directory() == [day(1), day(2)]
+    call_command("prunebackups", "-c", "db", "--noinput", stderr=io.StringIO())
+    assert storage.list_directory() == [day(2)]

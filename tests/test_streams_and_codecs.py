@@ -114,3 +114,23 @@ def test_unknown_codec_name_is_a_configuration_error():
 
     with pytest.raises(DbbackupConfigurationError, match="choose one of gzip"):
         codecs.by_name("lzma")
+
+
+@pytest.mark.parametrize(
+    "head", [b"\x85\x01\x0c", b"\xc1\x00", b"\x1f\x8b\x08"], ids=["pgp-old", "pgp-new", "gzip"]
+)
+def test_bytes_that_only_look_encrypted_or_compressed_pass_through_when_the_sidecar_says_so(head):
+    from dbbackup.pipeline._common import open_stages
+
+    data = head + os.urandom(5000)
+    sidecar = {"dbbackup": {"encrypted": False, "compression": None, "size": len(data)}}
+    stream, _ = open_stages(
+        io.BytesIO(data), label="x", metadata=sidecar, encrypted=False, compression=None, passphrase=None
+    )
+    assert stream.read() == data
+    if head.startswith(b"\x1f\x8b"):
+        return  # without a sidecar, gzip's magic is trusted (django-dbbackup's backups)
+    stream, _ = open_stages(
+        io.BytesIO(data), label="x", metadata=None, encrypted=False, compression=None, passphrase=None
+    )
+    assert stream.read() == data  # a first byte alone never means GPG

@@ -34,7 +34,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.utils.module_loading import import_string
 
 from dbbackup import names, process, settings
-from dbbackup.exceptions import DbbackupConfigurationError
+from dbbackup.exceptions import CommandConnectorError, DbbackupConfigurationError, RestoreError
 
 logger = logging.getLogger("dbbackup.command")
 
@@ -140,6 +140,11 @@ class BaseDBConnector:
     exclude: list[str] = []
     #: Extra DBBACKUP_CONNECTORS keys a subclass understands, besides the shared ones.
     extra_option_keys: frozenset[str] = frozenset()
+    #: What the command-line options -x, -n, -r and --pg-options may ask of this connector.
+    supports_exclude = False
+    supports_schemas = False
+    supports_no_drop = False
+    supports_pg_options = False
     #: Set by the pipeline when it compresses the dump, so a tool can skip its own compression.
     stream_compressed = False
     #: Whether the pipeline must read the whole backup once (checksum, decryption,
@@ -236,6 +241,8 @@ class BaseCommandDBConnector(BaseDBConnector):
     restore_env: dict[str, str] = {}
     #: Appended to the "not found" message: which package provides the tools.
     install_hint = ""
+    #: The engine's name in messages ("MySQL cannot roll back a restore").
+    engine_label = "This database"
 
     def dump_argv(self) -> list[str]:
         raise NotImplementedError(f"{self.path()} must implement dump_argv()")
@@ -317,7 +324,16 @@ class BaseCommandDBConnector(BaseDBConnector):
         return process.ProcessOutput(self.dump_command())
 
     def _restore_dump(self, dump: BinaryIO) -> None:
-        process.feed(self.restore_command(), dump)
+        try:
+            process.feed(self.restore_command(), dump)
+        except CommandConnectorError as exc:
+            if not self.verify_before_restore:
+                raise  # the tool's own transaction rolled everything back
+            raise RestoreError(
+                f"{exc}\n{self.engine_label} cannot roll back a restore: database "
+                f"{self.settings.get('NAME')!r} may be partly restored. Restore a good backup again "
+                "once the cause is fixed."
+            ) from exc
 
 
 def _private_file(content: str) -> str:

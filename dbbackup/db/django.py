@@ -7,7 +7,8 @@ Primary keys are kept and foreign keys to models with natural keys (content type
 permissions, users) are written as natural keys, so ids survive a restore and the fixture
 loads into a database whose content types were numbered differently.
 
-A restore empties the database's tables (``flush`` with ``DELETE``, unless ``-r/--no-drop``)
+A restore empties the tables it restores (with ``DELETE``, unless ``-r/--no-drop``; excluded
+tables are left alone)
 and loads the fixture, both in one transaction, so a failure leaves the database as it was on
 PostgreSQL, SQLite and MySQL/InnoDB alike (not on MyISAM tables, which have no transactions).
 ``loaddata`` itself reads the whole fixture into memory: Django's JSON deserializer is not
@@ -25,6 +26,7 @@ from typing import BinaryIO
 
 from django.apps import apps
 from django.core.management import call_command
+from django.core.management.color import no_style
 from django.core.serializers.base import DeserializationError
 from django.db import DatabaseError, connections, transaction
 
@@ -57,6 +59,7 @@ class DjangoConnector(BaseDBConnector):
 
     extension = "json"
     supports_exclude = True
+    supports_no_drop = True
     drop = True
     #: loaddata resets sequences to the largest id, so ids of deleted rows may be reused.
     restores_sequences = False
@@ -65,6 +68,32 @@ class DjangoConnector(BaseDBConnector):
 
     def check(self) -> None:
         self.exclude_labels()
+
+    def excluded_tables(self) -> set[str]:
+        """The tables of the excluded models, which a restore leaves alone."""
+        tables = set()
+        for label in self.exclude_labels():
+            app_label, _, model_name = label.partition(".")
+            app_config = apps.get_app_config(app_label)
+            models = [app_config.get_model(model_name)] if model_name else app_config.get_models()
+            for model in models:
+                tables.add(model._meta.db_table)
+                tables.update(
+                    field.remote_field.through._meta.db_table for field in model._meta.local_many_to_many
+                )
+        return tables
+
+    def empty_tables(self) -> None:
+        """Delete the rows of every table the fixture restores (``DELETE``, never ``TRUNCATE``,
+        so that MySQL keeps it inside the transaction); excluded tables are left alone."""
+        connection = connections[self.database_name]
+        excluded = self.excluded_tables()
+        tables = [
+            table
+            for table in connection.introspection.django_table_names(only_existing=True, include_views=False)
+            if table not in excluded
+        ]
+        connection.ops.execute_sql_flush(connection.ops.sql_flush(no_style(), tables, reset_sequences=False))
 
     def exclude_labels(self) -> list[str]:
         """``EXCLUDE``/``-x`` as dumpdata labels: ``app``, ``app.Model`` or a table name."""
@@ -114,16 +143,7 @@ class DjangoConnector(BaseDBConnector):
         try:
             with transaction.atomic(using=alias):
                 if self.drop:
-                    # reset_sequences=False makes MySQL DELETE rather than TRUNCATE (which commits
-                    # at once), so the whole restore stays one transaction there too.
-                    call_command(
-                        "flush",
-                        database=alias,
-                        interactive=False,
-                        inhibit_post_migrate=True,
-                        reset_sequences=False,
-                        verbosity=0,
-                    )
+                    self.empty_tables()
                 with _stdin(text):
                     call_command("loaddata", "-", format="json", database=alias, verbosity=0)
         except UnicodeDecodeError as exc:

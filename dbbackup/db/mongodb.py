@@ -31,7 +31,9 @@ class MongoDumpConnector(BaseCommandDBConnector):
     dump_cmd = "mongodump"
     restore_cmd = "mongorestore"
     install_hint = INSTALL_HINT
+    engine_label = "MongoDB"
     supports_exclude = True
+    supports_no_drop = True
     object_check = True
     drop = True
     #: mongorestore --drop cannot be rolled back: the whole backup is checked before it starts.

@@ -14,10 +14,9 @@ error says so.
 
 from __future__ import annotations
 
-from typing import Any, BinaryIO
+from typing import Any
 
 from dbbackup.db.base import BaseCommandDBConnector
-from dbbackup.exceptions import CommandConnectorError, RestoreError
 
 INSTALL_HINT = (
     "Install the MySQL or MariaDB client tools (Debian/Ubuntu: apt install mariadb-client or "
@@ -38,6 +37,7 @@ class MysqlDumpConnector(BaseCommandDBConnector):
     dump_cmd = "mysqldump"
     restore_cmd = "mysql"
     install_hint = INSTALL_HINT
+    engine_label = "MySQL"
     supports_exclude = True
     verify_before_restore = True
 
@@ -88,12 +88,3 @@ class MysqlDumpConnector(BaseCommandDBConnector):
 
     def restore_operands(self) -> list[str]:
         return ["--", self.settings["NAME"]]
-
-    def _restore_dump(self, dump: BinaryIO) -> None:
-        try:
-            super()._restore_dump(dump)
-        except CommandConnectorError as exc:
-            raise RestoreError(
-                f"{exc}\nMySQL cannot roll back a restore: database {self.settings['NAME']!r} may be "
-                "partly restored. Restore a good backup again once the cause is fixed."
-            ) from exc

@@ -60,6 +60,7 @@ class PgDumpConnector(BaseCommandDBConnector):
     psql_cmd = "psql"
     install_hint = INSTALL_HINT
     supports_exclude = True
+    supports_schemas = True
     single_transaction = True
     drop = True
     if_exists = True
@@ -102,6 +103,11 @@ class PgDumpConnector(BaseCommandDBConnector):
         if password:
             env["PGPASSWORD"] = str(password)
         return env
+
+    def secrets(self) -> tuple[str, ...]:
+        """Only the password: sslmode and friends are not secrets, and redacting them garbles."""
+        password = self.settings.get("PASSWORD")
+        return (str(password),) if password else ()
 
     def _password_flags(self) -> list[str]:
         # PASSWORD None means "never prompt"; gives --no-password as django-dbbackup does.
@@ -204,6 +210,8 @@ class PgDumpBinaryConnector(PgDumpConnector):
     restore_cmd = "pg_restore"
     pg_options: str | list[str] | None = None
     restore_refusals: dict[str, str] = {}
+    supports_no_drop = True
+    supports_pg_options = True
 
     def _format_flags(self) -> list[str]:
         flags = ["--format=custom"]

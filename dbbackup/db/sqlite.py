@@ -216,7 +216,10 @@ class SqliteBackupConnector(_SqliteConnectorBase):
 
 
 class SqliteConnector(_SqliteConnectorBase):
-    """Dumps SQL text: the schema, then one ``INSERT OR REPLACE`` line per row."""
+    """Dumps SQL text: the schema, then one ``INSERT OR REPLACE`` line per row.
+
+    ``EXCLUDE``/``-x`` leaves out the rows of a table, not the table itself.
+    """
 
     extension = "dump"
     supports_exclude = True
@@ -232,10 +235,9 @@ class SqliteConnector(_SqliteConnectorBase):
                 "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name"
             ).fetchall()
             for table, sql in tables:
-                if table in self.exclude:
-                    continue
                 yield _one_line(sql).replace("CREATE TABLE", "CREATE TABLE IF NOT EXISTS", 1) + ";\n"
-                yield from _insert_lines(connection, table)
+                if table not in self.exclude:  # excluded tables keep their schema, not their rows
+                    yield from _insert_lines(connection, table)
             has_sequences = cursor.execute(
                 "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sqlite_sequence'"
             ).fetchone()
@@ -246,9 +248,7 @@ class SqliteConnector(_SqliteConnectorBase):
                 "SELECT type, tbl_name, sql FROM sqlite_master WHERE type IN ('index', 'trigger', 'view') "
                 "AND sql IS NOT NULL ORDER BY type = 'view', name"
             ).fetchall()
-            for kind, table, sql in others:
-                if table in self.exclude:
-                    continue
+            for kind, _table, sql in others:
                 create = f"CREATE {kind.upper()}"
                 yield _one_line(sql).replace(create, f"{create} IF NOT EXISTS", 1) + ";\n"
             cursor.close()

@@ -5,16 +5,16 @@ from __future__ import annotations
 import io
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import import_module
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
-from dbbackup import manifest, names
+from dbbackup import codecs, crypto, manifest, names
 from dbbackup.db.base import BaseDBConnector
 from dbbackup.exceptions import DbbackupConfigurationError, StorageError
 from dbbackup.storage import Storage
-from dbbackup.streams import CHUNK_SIZE
+from dbbackup.streams import CHUNK_SIZE, DigestReader, PeekableReader
 
 
 def default_sender(command: str) -> type:
@@ -44,20 +44,20 @@ def apply_connector_options(
             )
         connector.exclude = [*connector.exclude, *exclude_tables]
     if schemas:
-        if not hasattr(connector, "schemas"):
+        if not connector.supports_schemas:
             raise DbbackupConfigurationError(
                 f"{connector.path()} has no schemas; -n/--schema is for PostgreSQL."
             )
         connector.schemas = list(schemas)
     if no_drop:
-        if not hasattr(connector, "drop"):
+        if not connector.supports_no_drop:
             raise DbbackupConfigurationError(
                 f"{connector.path()} always replaces the whole database; -r/--no-drop is for the "
                 "PostgreSQL, MongoDB and Django connectors."
             )
         connector.drop = False
     if pg_options:
-        if not hasattr(connector, "pg_options"):
+        if not connector.supports_pg_options:
             raise DbbackupConfigurationError(f"{connector.path()} does not take --pg-options.")
         connector.pg_options = pg_options
     connector.check()
@@ -99,3 +99,36 @@ def write_metadata(storage: Storage, filename: str, local_path: str | None, meta
         else:
             storage.delete_file(filename)
         raise
+
+
+def open_stages(
+    raw: BinaryIO,
+    *,
+    label: str,
+    metadata: dict[str, Any] | None,
+    encrypted: bool,
+    compression: str | None,
+    passphrase: str | None,
+    progress: Callable[[int], object] | None = None,
+) -> tuple[BinaryIO, DigestReader]:
+    """Stack the restore stages on a stored backup: digest, then decryption and decompression.
+
+    A dbbackup sidecar says exactly how the backup was made, and then the bytes are not
+    second-guessed. Without one (django-dbbackup's backups, custom names), the name's suffixes
+    (``encrypted``, ``compression``) count, and the bytes are sniffed for what the name does not
+    say. Returns the readable original and the digest stage (size and SHA-256 checked at the end).
+    """
+    expected_sha256, expected_size = manifest.integrity(metadata)
+    digest = DigestReader(
+        raw, expected_sha256=expected_sha256, expected_size=expected_size, label=label, on_bytes=progress
+    )
+    stream: BinaryIO = PeekableReader(digest)
+    record = manifest.record(metadata)
+    sniff = not ("encrypted" in record and "compression" in record)
+    if not sniff:
+        encrypted = encrypted or bool(record["encrypted"])
+        compression = compression or record["compression"]
+    if encrypted or (sniff and crypto.is_encrypted(stream)):
+        stream = crypto.decrypt(stream, passphrase)
+    stream, _ = codecs.open_decompressed(stream, label=label, expected=compression, sniff=sniff)
+    return stream, digest

@@ -64,6 +64,8 @@ def backup_database(
     codec = codecs.by_name(compression or settings.COMPRESSION) if (compress or compression) else None
     if encrypt:
         crypto.check_can_encrypt()
+    if clean:
+        retention.Policy.from_settings("db")  # a bad retention setting stops us before we start
     storage = storage or get_storage()
     sender = sender or default_sender("dbbackup")
     effective_servername = servername or settings.HOSTNAME
@@ -115,6 +117,7 @@ def backup_database(
         sha256=digest.sha256,
         compression=codec.name if codec else None,
         encrypted=encrypt,
+        exclude=connector.exclude,
     )
     write_metadata(storage, filename, local_path, metadata)
     result = BackupResult(

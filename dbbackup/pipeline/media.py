@@ -28,9 +28,9 @@ from django.core.files.storage import default_storage
 
 from dbbackup import codecs, crypto, manifest, names, retention, settings, signals, tar
 from dbbackup.exceptions import BackupNotFoundError, DbbackupError, StorageError
-from dbbackup.pipeline._common import default_sender, write_local, write_metadata
+from dbbackup.pipeline._common import default_sender, open_stages, write_local, write_metadata
 from dbbackup.storage import Storage, get_storage
-from dbbackup.streams import CHUNK_SIZE, DigestReader, IteratorReader, PeekableReader
+from dbbackup.streams import CHUNK_SIZE, DigestReader, IteratorReader
 
 logger = logging.getLogger("dbbackup")
 
@@ -76,6 +76,8 @@ def backup_media(
     codec = codecs.by_name(compression or settings.COMPRESSION) if (compress or compression) else None
     if encrypt:
         crypto.check_can_encrypt()
+    if clean:
+        retention.Policy.from_settings("media")  # a bad retention setting stops us before we start
     storage = storage or get_storage()
     sender = sender or default_sender("mediabackup")
     effective_servername = servername or settings.HOSTNAME
@@ -237,16 +239,15 @@ def _read_sidecar(storage: Storage, filename: str) -> dict[str, Any] | None:
 
 
 def _open_archive(plan: MediaRestorePlan) -> tuple[BinaryIO, DigestReader]:
-    expected_sha256, expected_size = manifest.integrity(plan.metadata)
     raw = open(plan.filename, "rb") if plan.local else plan.storage.read_file(plan.filename)  # noqa: SIM115
-    digest = DigestReader(
-        raw, expected_sha256=expected_sha256, expected_size=expected_size, label=plan.filename
+    return open_stages(
+        raw,
+        label=plan.filename,
+        metadata=plan.metadata,
+        encrypted=plan.encrypted,
+        compression=plan.compression,
+        passphrase=plan.passphrase,
     )
-    stream: BinaryIO = PeekableReader(digest)
-    if plan.encrypted or crypto.is_encrypted(stream):
-        stream = crypto.decrypt(stream, plan.passphrase)
-    stream, _ = codecs.open_decompressed(stream, label=plan.filename, expected=plan.compression)
-    return stream, digest
 
 
 def verify_media_backup(plan: MediaRestorePlan) -> tuple[int, list[str]]:

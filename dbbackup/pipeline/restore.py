@@ -16,12 +16,12 @@ from typing import Any, BinaryIO
 
 from django.conf import settings as django_settings
 
-from dbbackup import codecs, crypto, manifest, names, settings, signals
+from dbbackup import manifest, names, settings, signals
 from dbbackup.db.base import BaseDBConnector, check_alias, get_connector
 from dbbackup.exceptions import BackupNotFoundError, DbbackupConfigurationError
-from dbbackup.pipeline._common import apply_connector_options, default_sender
+from dbbackup.pipeline._common import apply_connector_options, default_sender, open_stages
 from dbbackup.storage import Storage, get_storage
-from dbbackup.streams import CHUNK_SIZE, DigestReader, PeekableReader
+from dbbackup.streams import CHUNK_SIZE, DigestReader
 
 
 @dataclass
@@ -103,6 +103,9 @@ def plan_restore(
             raise
         plan_warnings.append(f"{exc} Using the connector configured in the settings instead.")
         connector = get_connector(database)
+    recorded_exclude = manifest.record(metadata).get("exclude") or []
+    if recorded_exclude and connector.supports_exclude:  # what the backup left out, it must not wipe
+        connector.exclude = [*connector.exclude, *(t for t in recorded_exclude if t not in connector.exclude)]
     apply_connector_options(
         connector, schemas=schemas, no_drop=no_drop, pg_options=pg_options, restoring=True
     )
@@ -148,16 +151,16 @@ def open_backup(
 
     The caller reads the stream to its end and closes it; closing it closes every stage.
     """
-    expected_sha256, expected_size = manifest.integrity(plan.metadata)
     raw = open(plan.filename, "rb") if plan.local else plan.storage.read_file(plan.filename)  # noqa: SIM115
-    digest = DigestReader(
-        raw, expected_sha256=expected_sha256, expected_size=expected_size, label=plan.filename
+    return open_stages(
+        raw,
+        label=plan.filename,
+        metadata=plan.metadata,
+        encrypted=plan.encrypted,
+        compression=plan.compression,
+        passphrase=plan.passphrase,
+        progress=progress,
     )
-    stream: BinaryIO = PeekableReader(digest)
-    if plan.encrypted or crypto.is_encrypted(stream):
-        stream = crypto.decrypt(stream, plan.passphrase)
-    stream, _ = codecs.open_decompressed(stream, label=plan.filename, expected=plan.compression)
-    return stream, digest
 
 
 @dataclass

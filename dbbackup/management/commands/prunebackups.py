@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from dbbackup import retention, settings
@@ -39,7 +40,11 @@ class Command(BaseDbBackupCommand):
             )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        overrides = {"last": options.get("keep_last"), "within": options.get("keep_within")}
+        within = options.get("keep_within")
+        overrides = {
+            "last": options.get("keep_last"),
+            "within": retention.parse_duration(within, "--keep-within") if within else None,
+        }
         overrides.update({rule: options.get(f"keep_{rule}") for rule in retention.CALENDAR_RULES})
         storage = get_storage()
         kinds = [options["content_type"]] if options.get("content_type") else ["db", "media"]
@@ -49,6 +54,18 @@ class Command(BaseDbBackupCommand):
             if a.strip()
         ]
         dry_run = options.get("dry_run", False)
+        for kind in kinds:  # wrong settings or options fail here, before anything is deleted
+            retention.Policy.from_settings(kind, **overrides)
+        if (
+            not dry_run
+            and self.interactive
+            and sys.stdin.isatty()
+            and not self.confirm(
+                "Delete the backups no retention rule keeps? (--dry-run shows them first) [Y/n] "
+            )
+        ):
+            self.say("Nothing was deleted.")
+            return
         deleted = kept = 0
         for kind in kinds:
             targets = aliases if kind == "db" else [None]
