@@ -6,11 +6,12 @@ import io
 import os
 import tempfile
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from importlib import import_module
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from dbbackup import codecs, crypto, manifest, names
+from dbbackup import codecs, crypto, manifest, names, settings
 from dbbackup.db.base import BaseDBConnector
 from dbbackup.exceptions import DbbackupConfigurationError, StorageError
 from dbbackup.storage import Storage
@@ -132,3 +133,112 @@ def open_stages(
         stream = crypto.decrypt(stream, passphrase)
     stream, _ = codecs.open_decompressed(stream, label=label, expected=compression, sniff=sniff)
     return stream, digest
+
+
+# -- what backups of databases and of media share --------------------------------------------
+
+
+def choose_encoding(
+    *, compress: bool, compression: str | None, encrypt: bool, clean: bool, content_type: str
+) -> codecs.Codec | None:
+    """The codec to use, after checking every option that could fail later (before any signal)."""
+    from dbbackup import retention
+
+    codec = codecs.by_name(compression or settings.COMPRESSION) if (compress or compression) else None
+    if encrypt:
+        crypto.check_can_encrypt()
+    if clean:
+        retention.Policy.from_settings(content_type)
+    return codec
+
+
+def encode(stream: BinaryIO, codec: codecs.Codec | None, encrypt: bool) -> BinaryIO:
+    """Compress, then encrypt, as django-dbbackup orders them (``name.ext.gz.gpg``)."""
+    if codec:
+        stream = codec.compress(stream)
+    if encrypt:
+        stream = crypto.encrypt(stream)
+    return stream
+
+
+def store(
+    stream: BinaryIO,
+    *,
+    storage: Storage,
+    filename: str,
+    output_path: str | None,
+    rename: Callable[[int], str] | None,
+    progress: Callable[[int], object] | None,
+) -> tuple[str, str | None, DigestReader]:
+    """Write the encoded stream to the storage (or the local ``output_path``), digesting it.
+
+    ``rename(n)`` gives the name for ``n`` seconds later, for when another run took the name in
+    the same second (``None``: the name was chosen by the user and is never changed). Returns
+    the stored name, the local path if any, and the digest (size, SHA-256).
+    """
+    later = iter(range(1, 60))
+
+    def on_conflict(taken: str) -> str:
+        return rename(next(later)) if rename else taken
+
+    digest = DigestReader(stream, on_bytes=progress)
+    try:
+        local_path = write_local(digest, output_path) if output_path else None
+        if local_path is None:
+            filename = storage.write_file(digest, filename, on_conflict=on_conflict)
+    finally:
+        digest.close()
+    return filename, local_path, digest
+
+
+@dataclass
+class Located:
+    """The backup a restore will read, and what its name and sidecar say."""
+
+    filename: str
+    local: bool
+    metadata: dict[str, Any] | None
+    compression: str | None
+    encrypted: bool
+
+
+def locate_backup(
+    storage: Storage,
+    *,
+    content_type: str,
+    database: str | None = None,
+    input_filename: str | None = None,
+    input_path: str | None = None,
+    servername: str | None = None,
+    decrypt: bool = False,
+    uncompress: bool = False,
+) -> Located:
+    """The local file, the named backup, or the newest matching one; refuses the wrong kind."""
+    from dbbackup import catalog
+    from dbbackup.exceptions import BackupNotFoundError
+
+    if input_path:
+        if not Path(input_path).is_file():
+            raise BackupNotFoundError(f"There is no file {input_path!r}.")
+        filename, local, metadata = input_path, True, manifest.read_local(input_path)
+    else:
+        local = False
+        if input_filename:
+            filename = input_filename
+            if not storage.exists(filename):
+                listing = "listbackups" + (" -c media" if content_type == "media" else "")
+                raise BackupNotFoundError(
+                    f"There is no backup {filename!r} in {storage}; `manage.py {listing}` shows them."
+                )
+        else:
+            filename = storage.get_latest_backup(
+                content_type=content_type,
+                database=database,
+                servername=servername,
+                encrypted=True if decrypt else None,
+                compressed=True if uncompress else None,
+            )
+        metadata = catalog.read_metadata(storage, filename)
+    _, compression, encrypted = names.split_suffixes(Path(filename).name.split(".", 1)[-1])
+    manifest.check_kind(metadata, filename, content_type)
+    return Located(filename, local, metadata, compression, encrypted or decrypt)

@@ -5,14 +5,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, BinaryIO
+from typing import Any
 
-from dbbackup import codecs, crypto, manifest, names, retention, settings, signals
+from dbbackup import manifest, names, retention, settings, signals
 from dbbackup.db.base import check_alias, get_connector
 from dbbackup.exceptions import DbbackupError
-from dbbackup.pipeline._common import apply_connector_options, default_sender, write_local, write_metadata
+from dbbackup.pipeline._common import (
+    apply_connector_options,
+    choose_encoding,
+    default_sender,
+    encode,
+    store,
+    write_metadata,
+)
 from dbbackup.storage import Storage, get_storage
-from dbbackup.streams import DigestReader
 
 
 @dataclass
@@ -61,11 +67,9 @@ def backup_database(
     check_alias(database)
     connector = get_connector(database)
     apply_connector_options(connector, exclude_tables=exclude_tables, schemas=schemas)
-    codec = codecs.by_name(compression or settings.COMPRESSION) if (compress or compression) else None
-    if encrypt:
-        crypto.check_can_encrypt()
-    if clean:
-        retention.Policy.from_settings("db")  # a bad retention setting stops us before we start
+    codec = choose_encoding(
+        compress=compress, compression=compression, encrypt=encrypt, clean=clean, content_type="db"
+    )
     storage = storage or get_storage()
     sender = sender or default_sender("dbbackup")
     effective_servername = servername or settings.HOSTNAME
@@ -84,29 +88,21 @@ def backup_database(
     filename = output_filename or names.generate_filename(
         extension, database, effective_servername, when=started
     )
-    seconds_later = iter(range(1, 60))
 
-    def next_free_name(taken: str) -> str:
-        """Another run took this name in the same second: use a later second's name."""
-        if output_filename:
-            return taken  # a name the user chose is never changed
+    def later_name(seconds: int) -> str:
         return names.generate_filename(
-            extension, database, effective_servername, when=started + timedelta(seconds=next(seconds_later))
+            extension, database, effective_servername, when=started + timedelta(seconds=seconds)
         )
 
     connector.stream_compressed = codec is not None
-    stream: BinaryIO = connector.create_dump()
-    if codec:
-        stream = codec.compress(stream)
-    if encrypt:
-        stream = crypto.encrypt(stream)
-    digest = DigestReader(stream, on_bytes=progress)
-    try:
-        local_path = write_local(digest, output_path) if output_path else None
-        if local_path is None:
-            filename = storage.write_file(digest, filename, on_conflict=next_free_name)
-    finally:
-        digest.close()
+    filename, local_path, digest = store(
+        encode(connector.create_dump(), codec, encrypt),
+        storage=storage,
+        filename=filename,
+        output_path=output_path,
+        rename=None if output_filename else later_name,
+        progress=progress,
+    )
 
     metadata = manifest.complete(
         base_metadata,

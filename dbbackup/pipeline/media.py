@@ -19,16 +19,24 @@ import io
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
+from datetime import datetime, timedelta
 from typing import Any, BinaryIO
 
 from django.core.files import File
 from django.core.files.storage import Storage as DjangoStorage
 from django.core.files.storage import default_storage
 
-from dbbackup import codecs, crypto, manifest, names, retention, settings, signals, tar
-from dbbackup.exceptions import BackupNotFoundError, DbbackupError, StorageError
-from dbbackup.pipeline._common import default_sender, open_stages, write_local, write_metadata
+from dbbackup import manifest, names, retention, settings, signals, tar
+from dbbackup.exceptions import DbbackupError, StorageError
+from dbbackup.pipeline._common import (
+    choose_encoding,
+    default_sender,
+    encode,
+    locate_backup,
+    open_stages,
+    store,
+    write_metadata,
+)
 from dbbackup.storage import Storage, get_storage
 from dbbackup.streams import CHUNK_SIZE, DigestReader, IteratorReader
 
@@ -73,11 +81,9 @@ def backup_media(
     ``output_filename`` names the archive before encryption (``.gpg`` is still added), as
     django-dbbackup's ``mediabackup -o`` does.
     """
-    codec = codecs.by_name(compression or settings.COMPRESSION) if (compress or compression) else None
-    if encrypt:
-        crypto.check_can_encrypt()
-    if clean:
-        retention.Policy.from_settings("media")  # a bad retention setting stops us before we start
+    codec = choose_encoding(
+        compress=compress, compression=compression, encrypt=encrypt, clean=clean, content_type="media"
+    )
     storage = storage or get_storage()
     sender = sender or default_sender("mediabackup")
     effective_servername = servername or settings.HOSTNAME
@@ -85,24 +91,27 @@ def backup_media(
         signals.pre_media_backup, "pre_media_backup", sender, servername=effective_servername, storage=storage
     )
     extension = "tar" + (f".{codec.suffix}" if codec else "")
-    filename = output_filename or names.generate_filename(extension, "", effective_servername, "media")
-    if encrypt:
-        filename += ".gpg"
+    started = names.now()
 
+    def name_at(when: datetime) -> str:
+        return names.generate_filename(extension, "", effective_servername, "media", when=when) + (
+            ".gpg" if encrypt else ""
+        )
+
+    # -o names the archive before encryption, as django-dbbackup's mediabackup does
+    filename = (output_filename + (".gpg" if encrypt else "")) if output_filename else name_at(started)
     source = media_storage()
     counter = _Counter()
-    stream: BinaryIO = IteratorReader(tar.stream_tar(source, counter.count(tar.walk_storage(source))))
-    if codec:
-        stream = codec.compress(stream)
-    if encrypt:
-        stream = crypto.encrypt(stream)
-    digest = DigestReader(stream, on_bytes=progress)
-    try:
-        local_path = write_local(digest, output_path) if output_path else None
-        if local_path is None:
-            filename = storage.write_file(digest, filename)
-    finally:
-        digest.close()
+    filename, local_path, digest = store(
+        encode(
+            IteratorReader(tar.stream_tar(source, counter.count(tar.walk_storage(source)))), codec, encrypt
+        ),
+        storage=storage,
+        filename=filename,
+        output_path=output_path,
+        rename=None if output_filename else (lambda seconds: name_at(started + timedelta(seconds=seconds))),
+        progress=progress,
+    )
     metadata = manifest.complete(
         {"content_type": "media"},
         content_type="media",
@@ -194,48 +203,26 @@ def plan_media_restore(
 ) -> MediaRestorePlan:
     """Find the media backup to restore (the newest, unless named); change nothing."""
     storage = storage or get_storage()
-    if input_path:
-        if not Path(input_path).is_file():
-            raise BackupNotFoundError(f"There is no file {input_path!r}.")
-        filename, local, metadata = input_path, True, manifest.read_local(input_path)
-    else:
-        local = False
-        if input_filename:
-            filename = input_filename
-            if not storage.exists(filename):
-                raise BackupNotFoundError(
-                    f"There is no backup {filename!r} in {storage}; "
-                    "`manage.py listbackups -c media` shows them."
-                )
-        else:
-            filename = storage.get_latest_backup(
-                content_type="media",
-                servername=servername,
-                encrypted=True if decrypt else None,
-                compressed=True if uncompress else None,
-            )
-        metadata = _read_sidecar(storage, filename)
-    _, compression, encrypted = names.split_suffixes(Path(filename).name.split(".", 1)[-1])
-    manifest.check_kind(metadata, filename, "media")
+    located = locate_backup(
+        storage,
+        content_type="media",
+        input_filename=input_filename,
+        input_path=input_path,
+        servername=servername,
+        decrypt=decrypt,
+        uncompress=uncompress,
+    )
     return MediaRestorePlan(
-        filename=filename,
-        local=local,
+        filename=located.filename,
+        local=located.local,
         servername=servername or settings.HOSTNAME,
         storage=storage,
-        metadata=metadata,
-        compression=compression,
-        encrypted=encrypted or decrypt,
+        metadata=located.metadata,
+        compression=located.compression,
+        encrypted=located.encrypted,
         replace=replace,
         passphrase=passphrase,
     )
-
-
-def _read_sidecar(storage: Storage, filename: str) -> dict[str, Any] | None:
-    sidecar = filename + names.METADATA_SUFFIX
-    if not storage.exists(sidecar):
-        return None
-    with storage.read_file(sidecar) as handle:
-        return manifest.loads(handle.read(), sidecar)
 
 
 def _open_archive(plan: MediaRestorePlan) -> tuple[BinaryIO, DigestReader]:

@@ -11,15 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, BinaryIO
 
 from django.conf import settings as django_settings
 
-from dbbackup import manifest, names, settings, signals
+from dbbackup import manifest, settings, signals
 from dbbackup.db.base import BaseDBConnector, check_alias, get_connector
-from dbbackup.exceptions import BackupNotFoundError, DbbackupConfigurationError
-from dbbackup.pipeline._common import apply_connector_options, default_sender, open_stages
+from dbbackup.exceptions import DbbackupConfigurationError
+from dbbackup.pipeline._common import apply_connector_options, default_sender, locate_backup, open_stages
 from dbbackup.storage import Storage, get_storage
 from dbbackup.streams import CHUNK_SIZE, DigestReader
 
@@ -67,31 +66,17 @@ def plan_restore(
     """
     database = _target_database(database)
     storage = storage or get_storage()
-    if input_path:
-        filename, local = input_path, True
-        if not Path(input_path).is_file():
-            raise BackupNotFoundError(f"There is no file {input_path!r}.")
-        metadata = manifest.read_local(input_path)
-    else:
-        local = False
-        if input_filename:
-            filename = input_filename
-            if not storage.exists(filename):
-                raise BackupNotFoundError(
-                    f"There is no backup {filename!r} in {storage}; `manage.py listbackups` shows them."
-                )
-        else:
-            filename = storage.get_latest_backup(
-                content_type="db",
-                database=database,
-                servername=servername,
-                encrypted=True if decrypt else None,
-                compressed=True if uncompress else None,
-            )
-        metadata = _read_metadata(storage, filename)
-
-    _, compression, encrypted = names.split_suffixes(Path(filename).name.split(".", 1)[-1])
-    manifest.check_kind(metadata, filename, "db")
+    located = locate_backup(
+        storage,
+        content_type="db",
+        database=database,
+        input_filename=input_filename,
+        input_path=input_path,
+        servername=servername,
+        decrypt=decrypt,
+        uncompress=uncompress,
+    )
+    filename, metadata = located.filename, located.metadata
     manifest.check_restorable(metadata, django_settings.DATABASES[database]["ENGINE"], filename)
 
     plan_warnings: list[str] = []
@@ -112,13 +97,13 @@ def plan_restore(
     return RestorePlan(
         database=database,
         filename=filename,
-        local=local,
+        local=located.local,
         servername=servername or settings.HOSTNAME,
         storage=storage,
         connector=connector,
         metadata=metadata,
-        compression=compression,
-        encrypted=encrypted or decrypt,
+        compression=located.compression,
+        encrypted=located.encrypted,
         passphrase=passphrase,
         warnings=plan_warnings,
     )
@@ -134,14 +119,6 @@ def _target_database(database: str | None) -> str:
     raise DbbackupConfigurationError(
         f"There are several databases ({', '.join(aliases)}); choose one with -d/--database."
     )
-
-
-def _read_metadata(storage: Storage, filename: str) -> dict[str, Any] | None:
-    sidecar = filename + names.METADATA_SUFFIX
-    if not storage.exists(sidecar):
-        return None
-    with storage.read_file(sidecar) as handle:
-        return manifest.loads(handle.read(), sidecar)
 
 
 def open_backup(
