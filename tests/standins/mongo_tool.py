@@ -33,7 +33,8 @@ def main() -> int:
     }
     config = next((arg.split("=", 1)[1] for arg in sys.argv[1:] if arg.startswith("--config=")), None)
     if config:
-        record["config"] = open(config).read()
+        with open(config) as config_file:
+            record["config"] = config_file.read()
         record["config_mode"] = stat.S_IMODE(os.stat(config).st_mode)
     if os.environ.get("FAKE_MONGO_FAIL"):
         print(f"{tool}: error connecting to host: {os.environ['FAKE_MONGO_FAIL']}", file=sys.stderr)
