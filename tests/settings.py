@@ -4,6 +4,8 @@ import os
 import tempfile
 from pathlib import Path
 
+import django
+
 BASE_DIR = Path(__file__).resolve().parent
 SECRET_KEY = "tests-only-not-secret"
 DEBUG = False
@@ -50,3 +52,6 @@ STORAGES = {
 
 DBBACKUP_HOSTNAME = "testhost"
 DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
+
+if django.VERSION >= (6, 1):  # the mailer setting that replaces EMAIL_BACKEND
+    MAILERS = {"default": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"}}

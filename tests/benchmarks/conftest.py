@@ -1,0 +1,3 @@
+"""The benchmarks are scripts (``python tests/benchmarks/run.py``), not tests: pytest skips them."""
+
+collect_ignore_glob = ["*"]

@@ -1,0 +1,681 @@
+#!/usr/bin/env python3
+"""Benchmark dbbackup against the raw command-line tools; see README.md in this directory.
+
+    python tests/benchmarks/run.py [--engine sqlite|postgresql] [--size-mb N] [--quick]
+                                   [--scenarios PATTERN ...] [--json out.json] [--markdown]
+                                   [--flatness] [--repeat N] [--keep]
+
+Generates a database, runs every scenario in its own process under the sampler of
+``harness.py``, prints a table, and removes everything it created (scratch directory,
+PostgreSQL databases, the throwaway GPG keyring and its agent).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import fnmatch
+import importlib.util
+import json
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import datagen
+import harness
+import report
+from scenarios import CONNECTORS, DUMPS, Scenario, dbbackup_scenarios, ordered, raw_scenarios
+
+HERE = Path(__file__).resolve().parent
+PROJECT = HERE.parent.parent
+MB = datagen.MB
+DEFAULT_SIZES = {"sqlite": 200, "postgresql": 1000}
+FLATNESS_SIZES = {"sqlite": (50, 200), "postgresql": (100, 1000)}
+QUICK_SIZE = 50
+QUICK_FLATNESS_SIZES = (5, 50)
+
+INSTALL_HINT = (
+    "Debian/Ubuntu: apt-get update && apt-get install -y sqlite3 gzip zstd pigz gnupg postgresql-client; "
+    "macOS: brew install sqlite zstd pigz gnupg libpq"
+)
+REQUIRED_TOOLS = {
+    "sqlite": ["bash", "cat", "sync", "gzip", "zstd", "gpg", "gpgconf", "sqlite3"],
+    "postgresql": ["bash", "cat", "sync", "gzip", "zstd", "gpg", "gpgconf", "psql", "pg_dump", "pg_restore"],
+}
+REQUIRED_MODULES = {
+    "sqlite": ["django", "zstandard", "gnupg"],
+    "postgresql": ["django", "zstandard", "gnupg", "psycopg"],
+}
+
+
+@dataclass
+class Result:
+    id: str
+    tool: str
+    dump: str
+    op: str
+    variant: str
+    label: str
+    ok: bool = True
+    error: str = ""
+    auto: bool = False  # run only because a selected restore needed its output
+    wall: float = 0.0  # the whole process, start to exit
+    op_seconds: float = 0.0  # dbbackup: the API call alone; raw: same as wall
+    startup_seconds: float = 0.0
+    cpu: float = 0.0
+    other_cpu: float = 0.0  # CPU used outside the tree meanwhile (the database server, other work)
+    raw_size: int = 0  # size of the uncompressed dump, for MB/s
+    output_size: int = 0
+    py_rss: int = 0  # getrusage peak of the Python worker
+    py_rss_sampled: int = 0
+    py_rss_before: int = 0  # the worker's RSS just before the call: interpreter, Django, imports
+    tree_rss: int = 0
+    max_processes: int = 0
+    tmp_peak: int = 0
+    partial_peak: int = 0
+    scratch_peak: int = 0
+    baseline: str | None = None
+    time_ratio: float | None = None
+    size_ratio: float | None = None
+    runs: int = 0
+    walls: list[float] = field(default_factory=list)
+    #: 1-minute load average before each run: anything else busy on the machine shows here
+    loads: list[float] = field(default_factory=list)
+
+    @property
+    def mbps(self) -> float:
+        return self.raw_size / MB / self.op_seconds if self.op_seconds and self.raw_size else 0.0
+
+
+class Bench:
+    """One benchmark run: its scratch directory, database, keyring and results."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.engine = args.engine
+        self.root = Path(args.scratch).resolve() / f"run-{os.getpid()}"
+        self.pg = datagen.Postgres(args.pg_host, args.pg_port, args.pg_user, os.environ.get("PGPASSWORD"))
+        self.databases: list[str] = []  # PostgreSQL databases to drop at the end
+        self.results: dict[str, Result] = {}
+        self.outputs: dict[str, str] = {}  # scenario id -> backup file (raw) / name in storage (dbbackup)
+        self.storage_dirs: dict[str, str] = {}
+        self.raw_sizes: dict[str, int] = {}
+        self.source = ""  # the database under test: a path (SQLite) or a name (PostgreSQL)
+        self.rows = 0
+        self.gpg_home = str(self.root / "gnupg")
+        self.recipient = ""
+
+    # -- set-up and clean-up ---------------------------------------------------------------
+
+    def setup(self) -> None:
+        for name in ("db", "tmp", "raw", "storage", "restore", "logs", "config"):
+            (self.root / name).mkdir(parents=True, exist_ok=True)
+        self.make_keyring()
+
+    def make_keyring(self) -> None:
+        Path(self.gpg_home).mkdir(mode=0o700, exist_ok=True)
+        gpg = ["gpg", "--homedir", self.gpg_home, "--batch", "--quiet"]
+        subprocess.run(
+            [*gpg, "--pinentry-mode", "loopback", "--passphrase", "", "--quick-gen-key",
+             "Bench <bench@example.com>", "future-default", "default", "never"],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        listing = subprocess.run(
+            [*gpg, "--list-keys", "--with-colons", "bench@example.com"],
+            check=True, capture_output=True, text=True,
+        ).stdout  # fmt: skip
+        self.recipient = next(line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:"))
+
+    def cleanup(self) -> None:
+        if Path(self.gpg_home).exists():
+            subprocess.run(
+                ["gpgconf", "--homedir", self.gpg_home, "--kill", "all"], check=False, capture_output=True
+            )
+        for name in self.databases:
+            with contextlib.suppress(Exception):
+                self.pg.drop_database(name)
+        if self.args.keep:
+            print(f"\nKept the scratch directory {self.root}", file=sys.stderr)
+            return
+        shutil.rmtree(self.root, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            self.root.parent.rmdir()  # only if empty
+
+    # -- the database under test -----------------------------------------------------------
+
+    def generate(self, size_mb: float) -> None:
+        """(Re)create the database under test, warm the caches, measure the raw dump sizes."""
+        print(f"Generating a {size_mb:g} MB {self.engine} database ...", file=sys.stderr, flush=True)
+        if self.engine == "sqlite":
+            self.source = str(self.root / "db" / "bench.sqlite3")
+            generated = datagen.make_sqlite(self.source, size_mb)
+            subprocess.run(["cat", self.source], stdout=subprocess.DEVNULL, check=True)  # page cache
+            self.raw_sizes = {
+                "sqlite": generated.size,
+                "sqlite-cp": generated.size,
+                "sqlite-sql": self.dump_size(["sqlite3", self.source, ".dump"]),
+            }
+        else:
+            self.source = f"dbbackup_bench_{os.getpid()}"
+            if self.source not in self.databases:
+                self.databases.append(self.source)
+            generated = datagen.make_postgres(self.pg, self.source, size_mb)
+            self.raw_sizes = {
+                "pg-sql": self.dump_size(["pg_dump", "-d", self.source]),
+                "pg-custom": self.dump_size(["pg_dump", "-Fc", "-Z0", "-d", self.source]),
+            }
+        self.rows = generated.rows
+        self.db_size = generated.size
+        print(
+            f"  {generated.rows} rows, {generated.size / MB:.0f} MB on disk, "
+            f"made in {generated.seconds:.1f} s; "
+            + ", ".join(f"{dump} dump {size / MB:.0f} MB" for dump, size in self.raw_sizes.items()),
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def dump_size(self, argv: list[str]) -> int:
+        """Bytes ``argv`` writes to stdout (run once as a cache warm-up, too)."""
+        with subprocess.Popen(argv, stdout=subprocess.PIPE, env=self.pg.env()) as proc:
+            total = 0
+            while chunk := proc.stdout.read(1 << 20):
+                total += len(chunk)
+        if proc.returncode:
+            raise RuntimeError(f"{shlex.join(argv)} failed with status {proc.returncode}")
+        return total
+
+    def fresh_target(self) -> str:
+        """An empty restore target: an absent SQLite file or a new PostgreSQL database."""
+        if self.engine == "sqlite":
+            target = self.root / "restore" / "target.sqlite3"
+            for leftover in self.root.joinpath("restore").iterdir():
+                leftover.unlink()
+            return str(target)
+        name = f"{self.source}_restore"
+        if name not in self.databases:
+            self.databases.append(name)
+        self.pg.create_database(name)
+        return name
+
+    def count_rows(self, target: str) -> int:
+        sql = "SELECT count(*) FROM bench_event"
+        if self.engine == "sqlite":
+            import sqlite3
+
+            connection = sqlite3.connect(target)
+            try:
+                return connection.execute(sql).fetchone()[0]
+            finally:
+                connection.close()
+        return int(self.pg.psql(sql, target))
+
+    def drop_target(self, target: str) -> None:
+        if self.engine == "sqlite":
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(target)
+        else:
+            self.pg.drop_database(target)
+
+    # -- running scenarios -----------------------------------------------------------------
+
+    def fresh_tmp(self) -> str:
+        tmp = self.root / "tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        return str(tmp)
+
+    def watches(self, storage_dir: str | None) -> list[harness.Watch]:
+        watches = [
+            harness.Watch(str(self.root / "db"), lambda name: name.startswith(".dbbackup-"), "scratch"),
+            harness.Watch(str(self.root / "restore"), lambda name: name.startswith(".dbbackup-"), "scratch2"),
+        ]
+        if storage_dir:
+            watches.append(harness.Watch(storage_dir, lambda name: ".partial-" in name, "partial"))
+        return watches
+
+    def environment(self, tmp: str) -> dict[str, str]:
+        env = self.pg.env() if self.engine == "postgresql" else dict(os.environ)
+        env["TMPDIR"] = tmp
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT), env.get("PYTHONPATH")]))
+        return env
+
+    def run(self, scenario: Scenario, auto: bool = False) -> Result:
+        result = Result(
+            id=scenario.id, tool=scenario.tool, dump=scenario.dump, op=scenario.op, variant=scenario.variant,
+            label=scenario.label, auto=auto, baseline=scenario.baseline,
+            raw_size=self.raw_sizes.get(scenario.dump, 0),
+        )  # fmt: skip
+        print(f"  {scenario.id:<34} {scenario.label}", file=sys.stderr, flush=True)
+        for _ in range(self.args.repeat):
+            try:
+                self.run_once(scenario, result)
+            except Exception as exc:
+                result.ok, result.error = False, str(exc).strip()[-2000:]
+                print(f"    FAILED: {result.error}", file=sys.stderr, flush=True)
+                break
+        if result.ok:
+            print(
+                f"    {result.op_seconds:7.2f} s  {result.mbps:7.1f} MB/s  "
+                f"out {result.output_size / MB:7.1f} MB  "
+                f"tree RSS {result.tree_rss / MB:6.1f} MB  tmp {result.tmp_peak / MB:6.1f} MB",
+                file=sys.stderr,
+                flush=True,
+            )
+        self.results[scenario.id] = result
+        return result
+
+    def run_once(self, scenario: Scenario, result: Result) -> None:
+        tmp = self.fresh_tmp()
+        env = self.environment(tmp)
+        target = self.fresh_target() if scenario.op == "restore" else None
+        log_dir = str(self.root / "logs" / scenario.slug)
+        storage_dir = None
+        try:
+            if scenario.tool == "raw":
+                argv, output = self.raw_command(scenario, target)
+            else:
+                storage_dir, argv = self.dbbackup_command(scenario, target)
+                output = None
+            os.sync()  # start every run without the previous runs' dirty pages to write back
+            result.loads.append(float(Path("/proc/loadavg").read_text().split()[0]))
+            measured = harness.measure(
+                argv, env=env, tmp_dir=tmp, log_dir=log_dir, watches=self.watches(storage_dir),
+                interval=self.args.interval, timeout=self.args.timeout,
+            )  # fmt: skip
+            if measured.returncode != 0:
+                raise RuntimeError(f"exit status {measured.returncode}\n{measured.stderr[-1500:]}")
+            wall, op_seconds = measured.wall, measured.wall
+            if scenario.tool == "dbbackup":
+                worker = json.loads(measured.stdout.strip().splitlines()[-1])
+                op_seconds = worker["op_seconds"]
+                result.startup_seconds = worker["startup_seconds"]
+                result.py_rss = max(result.py_rss, worker["ru_maxrss_self"])
+                result.py_rss_sampled = max(result.py_rss_sampled, measured.root_rss_peak)
+                result.py_rss_before = max(result.py_rss_before, worker.get("rss_before_op", 0))
+                if scenario.op == "backup":
+                    output = os.path.join(storage_dir, worker["filename"])
+                    self.outputs[scenario.id] = worker["filename"]
+                    self.storage_dirs[scenario.id] = storage_dir
+            if scenario.op == "backup":
+                result.output_size = os.path.getsize(output)
+                if scenario.tool == "raw":
+                    self.outputs[scenario.id] = output
+            else:
+                restored = self.count_rows(target)
+                if restored != self.rows:
+                    raise RuntimeError(f"the restored database has {restored} rows, not {self.rows}")
+                result.output_size = self.restore_input_size(scenario)
+            if not result.runs or op_seconds < result.op_seconds:
+                result.wall, result.op_seconds, result.cpu = wall, op_seconds, measured.cpu
+                result.other_cpu = measured.other_cpu
+            result.walls.append(round(op_seconds, 3))
+            result.runs += 1
+            result.tree_rss = max(result.tree_rss, measured.tree_rss_peak)
+            result.max_processes = max(result.max_processes, measured.max_processes)
+            result.tmp_peak = max(result.tmp_peak, measured.tmp_peak)
+            result.partial_peak = max(result.partial_peak, measured.watched_peaks.get("partial", 0))
+            result.scratch_peak = max(
+                result.scratch_peak, measured.watched_peaks["scratch"] + measured.watched_peaks["scratch2"]
+            )
+        finally:
+            if target is not None:
+                self.drop_target(target)
+
+    def restore_input_size(self, scenario: Scenario) -> int:
+        source = self.outputs[scenario.source]
+        if scenario.tool == "dbbackup":
+            source = os.path.join(self.storage_dirs[scenario.source], source)
+        return os.path.getsize(source)
+
+    def raw_command(self, scenario: Scenario, target: str | None) -> tuple[list[str], str | None]:
+        gpg = f"gpg --homedir {shlex.quote(self.gpg_home)} --batch --quiet"
+        armor = " --armor" if self.args.gpg_armor else ""
+        values = {
+            "db": shlex.quote(self.source),
+            "enc": f"{gpg} --trust-model always --encrypt{armor} --recipient {self.recipient}",
+            "dec": f"{gpg} --decrypt",
+        }
+        output = None
+        if scenario.op == "backup":
+            output = str(self.root / "raw" / f"{scenario.slug}{scenario.extension}")
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(output)
+            values["out"] = shlex.quote(output)
+            command = scenario.command.format(**values) + f" && sync {values['out']}"
+        else:
+            values["in"] = shlex.quote(self.outputs[scenario.source])
+            values["target"] = shlex.quote(target)
+            command = scenario.command.format(**values)
+            if self.engine == "sqlite":
+                command += f" && sync {values['target']}"
+        return ["bash", "-c", f"set -eo pipefail; {command}"], output
+
+    def dbbackup_command(self, scenario: Scenario, target: str | None) -> tuple[str, list[str]]:
+        if scenario.op == "backup":
+            storage_dir = self.root / "storage" / scenario.slug
+            shutil.rmtree(storage_dir, ignore_errors=True)
+            storage_dir.mkdir(parents=True)
+            database_name = self.source
+        else:
+            storage_dir = Path(self.storage_dirs[scenario.source])
+            database_name = target
+        if self.engine == "sqlite":
+            database = {"ENGINE": "django.db.backends.sqlite3", "NAME": database_name}
+        else:
+            database = self.pg.django_database(database_name)
+        compression = scenario.variant.split("+")[0] if scenario.variant != "plain" else None
+        config = {
+            "mode": scenario.op,
+            "database": database,
+            "storage_dir": str(storage_dir),
+            "tmp_dir": str(self.root / "tmp"),
+            "gpg_home": self.gpg_home,
+            "gpg_recipient": self.recipient,
+            "gpg_armor": self.args.gpg_armor,
+            "connector": scenario.connector,
+            "compression": compression,
+            "encrypt": scenario.variant.endswith("+gpg"),
+            "input_filename": self.outputs.get(scenario.source) if scenario.source else None,
+            "compression_threads": self.args.threads,
+        }
+        config_path = self.root / "config" / f"{scenario.slug}.json"
+        config_path.write_text(json.dumps(config, indent=2))
+        return str(storage_dir), [sys.executable, str(HERE / "worker.py"), str(config_path)]
+
+    # -- plans ---------------------------------------------------------------------------
+
+    def run_all(self, selected: list[Scenario], every: dict[str, Scenario]) -> None:
+        """Run ``selected`` in order, adding the backups that selected restores need."""
+        wanted = {s.id for s in selected}
+        plan = list(selected)
+        for scenario in selected:
+            if scenario.source and scenario.source not in wanted and scenario.source in every:
+                wanted.add(scenario.source)
+                plan.append(every[scenario.source])
+        auto = wanted - {s.id for s in selected}
+        for scenario in ordered(plan):
+            source = self.results.get(scenario.source) if scenario.source else None
+            if scenario.source and (source is None or not source.ok):
+                print(f"  {scenario.id:<34} skipped: {scenario.source} did not run", file=sys.stderr)
+                continue
+            self.run(scenario, auto=scenario.id in auto)
+        self.compare()
+
+    def compare(self) -> None:
+        for result in self.results.values():
+            baseline = self.results.get(result.baseline or "")
+            if result.ok and baseline and baseline.ok and baseline.op_seconds:
+                result.time_ratio = result.op_seconds / baseline.op_seconds
+                if result.op == "backup" and baseline.output_size:
+                    result.size_ratio = result.output_size / baseline.output_size
+
+
+# -- checks ------------------------------------------------------------------------------------
+
+
+def check_requirements(engine: str) -> list[str]:
+    """Problems that stop the benchmark (missing tools or modules), each with how to fix it."""
+    problems = []
+    missing_tools = [tool for tool in REQUIRED_TOOLS[engine] if shutil.which(tool) is None]
+    if missing_tools:
+        problems.append(
+            f"Missing command-line tools: {', '.join(missing_tools)}. Install them: {INSTALL_HINT}"
+        )
+    missing_modules = [name for name in REQUIRED_MODULES[engine] if importlib.util.find_spec(name) is None]
+    if missing_modules:
+        problems.append(
+            f"Missing Python packages: {', '.join(missing_modules)}. Install the project's test extra: "
+            f"pip install -e '{PROJECT}[test]'"
+        )
+    return problems
+
+
+def available_connectors(engine: str) -> dict[str, bool]:
+    """Which of the engine's connectors import (checked in a child: no Django set-up here)."""
+    found = {}
+    for dump in DUMPS[engine]:
+        module, name = CONNECTORS[dump].rsplit(".", 1)
+        check = subprocess.run(
+            [sys.executable, "-c", f"from {module} import {name}"],
+            capture_output=True, text=True, check=False, env={**os.environ, "PYTHONPATH": str(PROJECT)},
+        )  # fmt: skip
+        found[dump] = check.returncode == 0
+    if engine == "postgresql" and not all(found.values()):
+        missing = [CONNECTORS[d] for d, ok in found.items() if not ok]
+        print(
+            f"PostgreSQL connectors not available yet ({', '.join(missing)} cannot be imported); "
+            "skipping their scenarios, running the raw baselines only.",
+            file=sys.stderr,
+        )
+    return found
+
+
+def tool_version(argv: list[str]) -> str:
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=10)
+    except OSError:
+        return "absent"
+    text = (out.stdout or out.stderr).strip().splitlines()
+    return text[0].strip() if text else "?"
+
+
+def machine() -> dict:
+    info = {
+        "cpus": os.cpu_count(),
+        "cpu_model": "",
+        "memory_gib": 0.0,
+        "loadavg": "",
+        "kernel": platform.release(),
+        "os": "",
+        "python": platform.python_version(),
+    }
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu_model"] = line.split(":", 1)[1].strip()
+                break
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                info["memory_gib"] = round(int(line.split()[1]) / 1024 / 1024, 1)
+    with contextlib.suppress(OSError):
+        info["loadavg"] = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    with contextlib.suppress(OSError):
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                info["os"] = line.split("=", 1)[1].strip('"')
+    return info
+
+
+def _git(*args: str) -> str:
+    completed = subprocess.run(
+        ["git", "-C", str(PROJECT), *args], capture_output=True, text=True, check=False
+    )
+    return completed.stdout.strip()
+
+
+def metadata(bench: Bench, args: argparse.Namespace) -> dict:
+    versions = {
+        "gzip": tool_version(["gzip", "--version"]),
+        "pigz": tool_version(["pigz", "--version"]),
+        "zstd": tool_version(["zstd", "--version"]),
+        "gpg": tool_version(["gpg", "--version"]),
+    }
+    if bench.engine == "sqlite":
+        versions["sqlite3"] = tool_version(["sqlite3", "--version"]).split(" ")[0]
+    else:
+        versions["pg_dump"] = tool_version(["pg_dump", "--version"])
+        with contextlib.suppress(Exception):
+            versions["server"] = bench.pg.psql("SHOW server_version")
+    with contextlib.suppress(Exception):
+        import django
+
+        versions["django"] = django.get_version()
+    with contextlib.suppress(Exception):
+        import zstandard
+
+        versions["zstandard"] = zstandard.__version__
+    git = _git("rev-parse", "--short", "HEAD")
+    dirty = _git("status", "--porcelain", "dbbackup")
+    return {
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "engine": bench.engine,
+        "size_mb": args.size_mb,
+        "rows": bench.rows,
+        "database_size": getattr(bench, "db_size", 0),
+        "raw_dump_sizes": bench.raw_sizes,
+        "repeat": args.repeat,
+        "gpg_armor": args.gpg_armor,
+        "compression_threads": args.threads,
+        "machine": machine(),
+        "versions": versions,
+        "git": f"{git}{' + uncommitted changes in dbbackup/' if dirty else ''}",
+    }
+
+
+# -- main --------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--engine", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument(
+        "--size-mb", type=float, help="database size on disk (default 200 sqlite, 1000 postgresql)"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help=f"a {QUICK_SIZE} MB database (flatness: 5 and 50 MB)"
+    )
+    parser.add_argument(
+        "--scenarios",
+        nargs="+",
+        metavar="PATTERN",
+        help="run only the scenarios matching these patterns, e.g. '*/backup/gzip' 'raw/*'",
+    )
+    parser.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    parser.add_argument("--json", metavar="FILE", help="also write every measurement as JSON")
+    parser.add_argument("--markdown", action="store_true", help="also print Markdown tables")
+    parser.add_argument(
+        "--flatness",
+        action="store_true",
+        help="run the gzip scenarios at two sizes and compare the peak Python RSS",
+    )
+    parser.add_argument("--flatness-sizes", type=float, nargs=2, metavar=("SMALL", "LARGE"))
+    parser.add_argument("--repeat", type=int, default=1, help="runs per scenario; the fastest is reported")
+    parser.add_argument("--threads", type=int, help="DBBACKUP_COMPRESSION_THREADS (default: one per CPU)")
+    parser.add_argument(
+        "--no-armor",
+        dest="gpg_armor",
+        action="store_false",
+        help="binary GPG output (DBBACKUP_GPG_ARMOR = False) instead of ASCII armour",
+    )
+    parser.add_argument(
+        "--scratch", default=str(HERE / ".scratch"), help="where to work (default: %(default)s)"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    parser.add_argument("--interval", type=float, default=0.05, help="sampling interval in seconds")
+    parser.add_argument("--timeout", type=float, default=3600, help="per-run timeout in seconds")
+    parser.add_argument("--pg-host", default=os.environ.get("PGHOST", "127.0.0.1"))
+    parser.add_argument("--pg-port", type=int, default=int(os.environ.get("PGPORT", "5432")))
+    parser.add_argument("--pg-user", default=os.environ.get("PGUSER", "postgres"))
+    args = parser.parse_args(argv)
+    if args.size_mb is None:
+        args.size_mb = QUICK_SIZE if args.quick else DEFAULT_SIZES[args.engine]
+    if args.flatness_sizes is None:
+        args.flatness_sizes = QUICK_FLATNESS_SIZES if args.quick else FLATNESS_SIZES[args.engine]
+    return args
+
+
+def select(scenarios: list[Scenario], patterns: list[str] | None) -> list[Scenario]:
+    if not patterns:
+        return scenarios
+    return [s for s in scenarios if any(fnmatch.fnmatchcase(s.id, pattern) for pattern in patterns)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    have_pigz = shutil.which("pigz") is not None
+    if args.list:
+        every = raw_scenarios(args.engine, have_pigz) + dbbackup_scenarios(
+            args.engine, dict.fromkeys(CONNECTORS, True)
+        )
+        for scenario in ordered(select(every, args.scenarios)):
+            print(f"{scenario.id:<36} {scenario.label}")
+        return 0
+    problems = check_requirements(args.engine)
+    if not have_pigz:
+        print(f"pigz is not installed: its baseline is skipped ({INSTALL_HINT}).", file=sys.stderr)
+    bench = Bench(args)
+    if args.engine == "postgresql":
+        reason = bench.pg.available()
+        if reason:
+            problems.append(
+                f"PostgreSQL is not reachable at {args.pg_host}:{args.pg_port} as {args.pg_user}: {reason}"
+            )
+    if problems:
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        return 2
+    every = raw_scenarios(args.engine, have_pigz) + dbbackup_scenarios(
+        args.engine, available_connectors(args.engine)
+    )
+    by_id = {s.id: s for s in every}
+    started = time.perf_counter()
+    output: dict = {}
+    try:
+        bench.setup()
+        print(f"Load average before the run: {machine()['loadavg']}", file=sys.stderr)
+        if args.flatness:
+            patterns = args.scenarios or ["dbbackup/*/backup/gzip", "dbbackup/*/restore/gzip"]
+            output = run_flatness(bench, select(every, patterns), by_id)
+        else:
+            selected = select(every, args.scenarios)
+            if not selected:
+                print("No scenario matches; see --list.", file=sys.stderr)
+                return 2
+            bench.generate(args.size_mb)
+            bench.run_all(selected, by_id)
+            output = {"meta": metadata(bench, args), "results": [asdict(r) for r in bench.results.values()]}
+            print(report.text(output))
+            if args.markdown:
+                print(report.markdown(output))
+    finally:
+        bench.cleanup()
+    output.setdefault("meta", {})["elapsed_seconds"] = round(time.perf_counter() - started, 1)
+    print(f"\nTotal time: {output['meta']['elapsed_seconds']:.0f} s", file=sys.stderr)
+    if args.json:
+        Path(args.json).write_text(json.dumps(output, indent=2) + "\n")
+    failed = [r for run in output.get("runs", [output]) for r in run.get("results", []) if not r["ok"]]
+    return 1 if failed else 0
+
+
+def run_flatness(bench: Bench, selected: list[Scenario], by_id: dict[str, Scenario]) -> dict:
+    runs = []
+    for size in bench.args.flatness_sizes:
+        bench.results.clear()
+        bench.outputs.clear()
+        bench.generate(size)
+        bench.run_all(selected, by_id)
+        runs.append({"size_mb": size, "meta": metadata(bench, bench.args),
+                     "results": [asdict(r) for r in bench.results.values()]})  # fmt: skip
+        shutil.rmtree(bench.root / "storage", ignore_errors=True)
+        (bench.root / "storage").mkdir()
+    output = {"meta": runs[-1]["meta"], "flatness": True, "runs": runs}
+    print(report.flatness_text(output))
+    if bench.args.markdown:
+        print(report.flatness_markdown(output))
+    return output
+
+
+if __name__ == "__main__":
+    sys.exit(main())
