@@ -33,6 +33,8 @@ from dbbackup.exceptions import CorruptBackupError, DumpError, RestoreError
 from dbbackup.streams import CHUNK_SIZE, IteratorReader, PeekableReader
 
 SQLITE_HEADER = b"SQLite format 3\x00"
+# SQLite's result codes for "another connection holds a lock" (sqlite3 exports them from 3.11).
+_SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
 _TRANSACTION_CONTROL = re.compile(r"^\s*(BEGIN(\s+TRANSACTION)?|COMMIT|END(\s+TRANSACTION)?)\s*;\s*$", re.I)
 
 
@@ -122,7 +124,7 @@ def _give_up_after(seconds: float, database: str):
     deadline = time.monotonic() + seconds
 
     def progress(status: int, remaining: int, total: int) -> None:
-        if status in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) and time.monotonic() > deadline:
+        if status in (_SQLITE_BUSY, _SQLITE_LOCKED) and time.monotonic() > deadline:
             raise RestoreError(
                 f"Database {database!r} stayed locked by another connection for {seconds:g} s; nothing "
                 "was restored. Stop the processes writing to it (or raise OPTIONS['timeout']) and retry."
