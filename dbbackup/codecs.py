@@ -28,6 +28,7 @@ from dbbackup.exceptions import CorruptBackupError, DbbackupConfigurationError, 
 from dbbackup.streams import CHUNK_SIZE, PeekableReader, WrappedReader
 
 GZIP_BLOCK_SIZE = 1024 * 1024
+ZSTD_JOB_SIZE = 4 * 1024 * 1024
 _DEFLATE_WINDOW = 32 * 1024
 
 
@@ -65,9 +66,20 @@ class GzipCompressor(WrappedReader):
         self._in_flight.append(self._pool.submit(_deflate_block, block, self._dictionary, self._level, last))
         self._dictionary = block[-_DEFLATE_WINDOW:]
 
+    def _read_block(self) -> bytes:
+        """A full block (fewer bytes only at the end): the stage before may hand out small
+        pieces (a tool's pipe, one SQL line), which would make tiny, poorly compressed blocks."""
+        block = bytearray()
+        while len(block) < GZIP_BLOCK_SIZE:
+            piece = self.inner.read(GZIP_BLOCK_SIZE - len(block))
+            if not piece:
+                break
+            block += piece
+        return bytes(block)
+
     def _fill(self) -> None:
         while not self._input_done and len(self._in_flight) < self._max_in_flight:
-            block = self.inner.read(GZIP_BLOCK_SIZE)
+            block = self._read_block()
             if block:
                 self._crc = zlib.crc32(block, self._crc)
                 self._size += len(block)
@@ -132,7 +144,12 @@ class ZstdCompressor(WrappedReader):
 
     def __init__(self, inner: BinaryIO, level: int, threads: int) -> None:
         super().__init__(inner)
-        compressor = _zstandard().ZstdCompressor(level=level, threads=threads, write_checksum=True)
+        zstandard = _zstandard()
+        # Small jobs keep the worker threads' buffers (and so memory) small, at no cost in speed.
+        parameters = zstandard.ZstdCompressionParameters.from_level(
+            level, threads=threads, job_size=ZSTD_JOB_SIZE if threads > 1 else 0, write_checksum=True
+        )
+        compressor = zstandard.ZstdCompressor(compression_params=parameters)
         self._reader = compressor.stream_reader(inner, read_size=CHUNK_SIZE, closefd=False)
 
     def _read(self, size: int) -> bytes:

@@ -12,6 +12,7 @@ file first as ``S3Storage.open()`` does.
 
 from __future__ import annotations
 
+import sys
 from typing import Any, BinaryIO
 
 from dbbackup.exceptions import BackupNotFoundError, StorageError
@@ -32,11 +33,10 @@ def largest_backup() -> int:
 
 
 def is_s3(storage: Any) -> bool:
-    try:
-        from storages.backends.s3 import S3Storage
-    except ImportError:
-        return False
-    return isinstance(storage, S3Storage)
+    """Whether ``storage`` is django-storages' S3Storage, without importing boto3 needlessly:
+    an S3Storage instance exists only if its module was imported already."""
+    module = sys.modules.get("storages.backends.s3")
+    return module is not None and isinstance(storage, module.S3Storage)
 
 
 def _key(storage: Any, name: str) -> tuple[str, str]:

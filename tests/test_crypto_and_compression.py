@@ -217,3 +217,25 @@ def test_a_short_common_word_as_passphrase_does_not_garble_the_message(backup_di
     run("dbbackup", "-d", "default", "-e")
     with pytest.raises(CommandError, match="The passphrase is wrong or missing"):
         run("dbrestore", "-d", "default", "--noinput", "-p", "wrong")
+
+
+def test_gpg_does_not_compress_what_is_already_compressed(backup_dir, gpg_settings, keyring):
+    import subprocess
+
+    add_known_data()
+    for args, expect_compressed_packet in ((["-e"], True), (["-z", "-e"], False)):
+        run("dbbackup", "-d", "default", *args, "-o", f"x{len(args)}.gpg")
+        packets = subprocess.run(
+            [
+                "gpg",
+                "--homedir",
+                str(keyring),
+                "--batch",
+                "--list-packets",
+                str(backup_dir / f"x{len(args)}.gpg"),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout
+        assert (":compressed packet:" in packets) is expect_compressed_packet, args

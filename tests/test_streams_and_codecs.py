@@ -134,3 +134,45 @@ def test_bytes_that_only_look_encrypted_or_compressed_pass_through_when_the_side
         io.BytesIO(data), label="x", metadata=None, encrypted=False, compression=None, passphrase=None
     )
     assert stream.read() == data  # a first byte alone never means GPG
+
+
+def test_gzip_blocks_are_full_even_when_the_source_trickles():
+    text = b"INSERT INTO t VALUES(1, 'a fairly repetitive line of SQL');\n" * 40_000
+
+    class Trickle(io.RawIOBase):
+        def __init__(self):
+            self.data = io.BytesIO(text)
+
+        def readable(self):
+            return True
+
+        def readinto(self, buffer):
+            piece = self.data.read(min(len(buffer), 61))  # one SQL line at a time
+            buffer[: len(piece)] = piece
+            return len(piece)
+
+    compressed = codecs.by_name("gzip").compress(Trickle()).read()
+    assert gzip.decompress(compressed) == text
+    assert len(compressed) < 1.2 * len(gzip.compress(text, 6))  # not thousands of tiny blocks
+
+
+def test_restoring_from_local_storage_does_not_import_boto3(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "DBBACKUP_TEST_DIR": str(tmp_path)}
+    env["PYTHONPATH"] = str(root)
+    code = (
+        "import sys, django\ndjango.setup()\n"
+        "from django.core.management import call_command\n"
+        "call_command('dbbackup', '-d', 'default', '-q')\n"
+        "call_command('dbrestore', '-d', 'default', '--noinput', '-q')\n"
+        "print('storages.backends.s3' in sys.modules, 'boto3' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "False"]

@@ -157,7 +157,7 @@ def encode(stream: BinaryIO, codec: codecs.Codec | None, encrypt: bool) -> Binar
     if codec:
         stream = codec.compress(stream)
     if encrypt:
-        stream = crypto.encrypt(stream)
+        stream = crypto.encrypt(stream, compressed=codec is not None)
     return stream
 
 
