@@ -17,15 +17,28 @@ def pytest_collection_modifyitems(config, items):
     if REQUIRE_SERVERS:
         return
     for item in items:
-        for marker, aliases in SERVER_MARKERS.items():
-            missing = [alias for alias in aliases if alias not in django_settings.DATABASES]
-            if item.get_closest_marker(marker) and missing:
-                # pytest-django creates the test databases every collected test names, so point
-                # the skipped test at "default" only.
-                item.add_marker(pytest.mark.django_db(transaction=True, databases=["default"]), append=False)
-                item.add_marker(
-                    pytest.mark.skip(reason=f"no {marker} server (set DBBACKUP_REQUIRE_SERVERS to fail)")
+        missing = [
+            alias
+            for marker, aliases in SERVER_MARKERS.items()
+            if item.get_closest_marker(marker)
+            for alias in aliases
+            if alias not in django_settings.DATABASES
+        ]
+        if missing:
+            item.add_marker(
+                pytest.mark.skip(
+                    reason=f"no server for {', '.join(missing)} (set DBBACKUP_REQUIRE_SERVERS to fail)"
                 )
+            )
+        # pytest-django creates the test databases that collected tests name: a module-wide mark
+        # naming server aliases must not ask for databases this machine does not have.
+        marker = item.get_closest_marker("django_db")
+        databases = marker.kwargs.get("databases") if marker else None
+        if isinstance(databases, list | tuple) and any(
+            alias not in django_settings.DATABASES for alias in databases
+        ):
+            kept = [alias for alias in databases if alias in django_settings.DATABASES]
+            item.add_marker(pytest.mark.django_db(**{**marker.kwargs, "databases": kept}), append=False)
 
 
 @pytest.fixture
