@@ -19,12 +19,29 @@ DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
 
 DATABASES = {"default": _CONFIG["database"]}
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    # The media storage (``mediabackup`` archives it, ``mediarestore`` writes into it).
+    "default": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": _CONFIG["media_dir"]} if _CONFIG.get("media_dir") else {},
+    },
     "dbbackup": {
         "BACKEND": "django.core.files.storage.FileSystemStorage",
         "OPTIONS": {"location": _CONFIG["storage_dir"]},
     },
 }
+if _CONFIG.get("s3"):
+    # A local S3 (moto's server): one key prefix per scenario, the storage directory's name.
+    STORAGES["dbbackup"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": _CONFIG["s3"]["bucket"],
+            "endpoint_url": _CONFIG["s3"]["endpoint_url"],
+            "access_key": "test",
+            "secret_key": "test",
+            "region_name": "us-east-1",
+            "location": os.path.basename(_CONFIG["storage_dir"]),
+        },
+    }
 
 DBBACKUP_HOSTNAME = "bench"
 DBBACKUP_TMP_DIR = _CONFIG["tmp_dir"]

@@ -24,12 +24,19 @@ def _mbps(result: dict) -> float:
 def _header(meta: dict) -> list[str]:
     machine = meta.get("machine", {})
     versions = meta.get("versions", {})
+    if meta.get("engine") == "media":
+        subject = f"media tree {_mb(meta.get('database_size'), 0)} MB in {meta.get('rows')} files"
+    else:
+        subject = (
+            f"database {_mb(meta.get('database_size'), 0)} MB on disk ({meta.get('rows')} rows), "
+            + ", ".join(
+                f"{dump} dump {_mb(size, 0)} MB" for dump, size in meta.get("raw_dump_sizes", {}).items()
+            )
+        )
+    storage = meta.get("storage") or "filesystem"
     return [
-        f"dbbackup benchmark, {meta.get('date', '?')}: engine {meta.get('engine')}, "
-        f"database {_mb(meta.get('database_size'), 0)} MB on disk ({meta.get('rows')} rows), "
-        + ", ".join(
-            f"{dump} dump {_mb(size, 0)} MB" for dump, size in meta.get("raw_dump_sizes", {}).items()
-        ),
+        f"dbbackup benchmark, {meta.get('date', '?')}: engine {meta.get('engine')}, {subject}; "
+        f"backup storage: {storage}",
         f"machine: {machine.get('cpus')} CPUs ({machine.get('cpu_model')}), {machine.get('memory_gib')} GiB, "
         f"{machine.get('os')}, Linux {machine.get('kernel')}, Python {machine.get('python')}, "
         f"load average at the end {machine.get('loadavg')}; "
@@ -95,9 +102,9 @@ def text(output: dict) -> str:
         "",
         "time s: dbbackup = the API call alone (no interpreter/Django start-up), raw = the whole pipeline; "
         "wall s: the whole process; MB/s: uncompressed dump size / time s; ×raw: time s / the baseline's; "
-        "size×raw: output size / the baseline's; py RSS: getrusage peak of the worker ((start): its RSS "
-        "just before the call, i.e. interpreter, Django and imports); tree RSS: peak sum of "
-        "VmRSS over the process tree; tmp: peak bytes in TMPDIR/DBBACKUP_TMP_DIR; scratch: peak of "
+        "size×raw: output size / the baseline's; py RSS: peak of the worker, its VmHWM at the end "
+        "((start): its RSS just before the call, i.e. interpreter, Django and imports); tree RSS: peak "
+        "sum of VmRSS over the process tree; tmp: peak bytes in TMPDIR/DBBACKUP_TMP_DIR; scratch: peak of "
         ".dbbackup-* files beside the database; partial: peak of the storage's .partial-* file (becomes "
         "the backup); CPU s: user+system time of the tree; other: CPU seconds used meanwhile outside the "
         "tree (the database server, and anything else running, which makes times less trustworthy). "

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Benchmark dbbackup against the raw command-line tools; see README.md in this directory.
 
-    python tests/benchmarks/run.py [--engine sqlite|postgresql] [--size-mb N] [--quick]
+    python tests/benchmarks/run.py [--engine sqlite|postgresql|media] [--size-mb N] [--quick]
+                                   [--files N] [--storage filesystem|s3]
                                    [--scenarios PATTERN ...] [--json out.json] [--markdown]
                                    [--flatness] [--repeat N] [--keep]
 
@@ -32,14 +33,15 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import datagen
 import harness
+import media
 import report
 from scenarios import CONNECTORS, DUMPS, Scenario, dbbackup_scenarios, ordered, raw_scenarios
 
 HERE = Path(__file__).resolve().parent
 PROJECT = HERE.parent.parent
 MB = datagen.MB
-DEFAULT_SIZES = {"sqlite": 200, "postgresql": 1000}
-FLATNESS_SIZES = {"sqlite": (50, 200), "postgresql": (100, 1000)}
+DEFAULT_SIZES = {"sqlite": 200, "postgresql": 1000, "media": 1024}
+FLATNESS_SIZES = {"sqlite": (50, 200), "postgresql": (100, 1000), "media": (100, 1000)}
 QUICK_SIZE = 50
 QUICK_FLATNESS_SIZES = (5, 50)
 
@@ -50,11 +52,15 @@ INSTALL_HINT = (
 REQUIRED_TOOLS = {
     "sqlite": ["bash", "cat", "sync", "gzip", "zstd", "gpg", "gpgconf", "sqlite3"],
     "postgresql": ["bash", "cat", "sync", "gzip", "zstd", "gpg", "gpgconf", "psql", "pg_dump", "pg_restore"],
+    "media": ["bash", "tar", "sync", "gzip", "zstd", "gpg", "gpgconf"],
 }
 REQUIRED_MODULES = {
     "sqlite": ["django", "zstandard", "gnupg"],
     "postgresql": ["django", "zstandard", "gnupg", "psycopg"],
+    "media": ["django", "zstandard", "gnupg"],
 }
+S3_MODULES = ["boto3", "storages", "moto"]
+S3_BUCKET = "dbbackup-bench"
 
 
 @dataclass
@@ -75,7 +81,7 @@ class Result:
     other_cpu: float = 0.0  # CPU used outside the tree meanwhile (the database server, other work)
     raw_size: int = 0  # size of the uncompressed dump, for MB/s
     output_size: int = 0
-    py_rss: int = 0  # getrusage peak of the Python worker
+    py_rss: int = 0  # peak of the Python worker: VmHWM read at its end
     py_rss_sampled: int = 0
     py_rss_before: int = 0  # the worker's RSS just before the call: interpreter, Django, imports
     tree_rss: int = 0
@@ -113,6 +119,8 @@ class Bench:
         self.rows = 0
         self.gpg_home = str(self.root / "gnupg")
         self.recipient = ""
+        self.s3: dict | None = None  # {"endpoint_url", "bucket"} with --storage s3
+        self.moto: subprocess.Popen | None = None
 
     # -- set-up and clean-up ---------------------------------------------------------------
 
@@ -120,6 +128,40 @@ class Bench:
         for name in ("db", "tmp", "raw", "storage", "restore", "logs", "config"):
             (self.root / name).mkdir(parents=True, exist_ok=True)
         self.make_keyring()
+        if self.args.storage == "s3":
+            self.start_s3()
+
+    def start_s3(self) -> None:
+        """Start moto's S3 server on a free local port and create the bucket."""
+        import socket
+
+        import boto3
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        log = open(self.root / "logs" / "moto.log", "wb")  # noqa: SIM115
+        self.moto = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        endpoint = f"http://127.0.0.1:{port}"
+        client = boto3.client(
+            "s3", endpoint_url=endpoint, aws_access_key_id="test", aws_secret_access_key="test",
+            region_name="us-east-1",
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                client.create_bucket(Bucket=S3_BUCKET)
+                break
+            except Exception:
+                if time.monotonic() > deadline or self.moto.poll() is not None:
+                    raise
+                time.sleep(0.2)
+        self.s3 = {"endpoint_url": endpoint, "bucket": S3_BUCKET}
+        self.s3_client = client
+        print(f"moto S3 server at {endpoint}, bucket {S3_BUCKET}", file=sys.stderr, flush=True)
 
     def make_keyring(self) -> None:
         Path(self.gpg_home).mkdir(mode=0o700, exist_ok=True)
@@ -136,6 +178,10 @@ class Bench:
         self.recipient = next(line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:"))
 
     def cleanup(self) -> None:
+        if self.moto is not None:
+            self.moto.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.moto.wait(timeout=10)
         if Path(self.gpg_home).exists():
             subprocess.run(
                 ["gpgconf", "--homedir", self.gpg_home, "--kill", "all"], check=False, capture_output=True
@@ -154,6 +200,9 @@ class Bench:
 
     def generate(self, size_mb: float) -> None:
         """(Re)create the database under test, warm the caches, measure the raw dump sizes."""
+        if self.engine == "media":
+            self.generate_media(size_mb)
+            return
         print(f"Generating a {size_mb:g} MB {self.engine} database ...", file=sys.stderr, flush=True)
         if self.engine == "sqlite":
             self.source = str(self.root / "db" / "bench.sqlite3")
@@ -183,6 +232,25 @@ class Bench:
             flush=True,
         )
 
+    def generate_media(self, size_mb: float) -> None:
+        """(Re)create the media tree under test and read it once (page cache)."""
+        files = self.args.files
+        if files is None or size_mb != self.args.size_mb:
+            density = media.QUICK_DENSITY if self.args.quick else media.DENSITY
+            files = max(10, round(size_mb * density))
+        self.source = str(self.root / "db" / "media")
+        shutil.rmtree(self.source, ignore_errors=True)
+        print(f"Generating a {size_mb:g} MB media tree of {files} files ...", file=sys.stderr, flush=True)
+        tree = media.make_media_tree(self.source, size_mb, files)
+        self.dump_size(["tar", "cf", "-", "-C", self.source, "."])  # page cache (tar skips /dev/null)
+        self.rows, self.db_size = tree.files, tree.size
+        self.raw_sizes = {"media": tree.size}
+        print(
+            f"  {tree.files} files, {tree.size / MB:.0f} MB, made in {tree.seconds:.1f} s",
+            file=sys.stderr,
+            flush=True,
+        )
+
     def dump_size(self, argv: list[str]) -> int:
         """Bytes ``argv`` writes to stdout (run once as a cache warm-up, too)."""
         with subprocess.Popen(argv, stdout=subprocess.PIPE, env=self.pg.env()) as proc:
@@ -195,6 +263,11 @@ class Bench:
 
     def fresh_target(self) -> str:
         """An empty restore target: an absent SQLite file or a new PostgreSQL database."""
+        if self.engine == "media":
+            target = self.root / "restore" / "media"
+            shutil.rmtree(target, ignore_errors=True)
+            target.mkdir()
+            return str(target)
         if self.engine == "sqlite":
             target = self.root / "restore" / "target.sqlite3"
             for leftover in self.root.joinpath("restore").iterdir():
@@ -207,6 +280,11 @@ class Bench:
         return name
 
     def count_rows(self, target: str) -> int:
+        if self.engine == "media":
+            files, size = media.count_files(target)
+            if size != self.db_size:
+                raise RuntimeError(f"the restored tree holds {size} bytes, not {self.db_size}")
+            return files
         sql = "SELECT count(*) FROM bench_event"
         if self.engine == "sqlite":
             import sqlite3
@@ -219,7 +297,9 @@ class Bench:
         return int(self.pg.psql(sql, target))
 
     def drop_target(self, target: str) -> None:
-        if self.engine == "sqlite":
+        if self.engine == "media":
+            shutil.rmtree(target, ignore_errors=True)
+        elif self.engine == "sqlite":
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(target)
         else:
@@ -238,7 +318,7 @@ class Bench:
             harness.Watch(str(self.root / "db"), lambda name: name.startswith(".dbbackup-"), "scratch"),
             harness.Watch(str(self.root / "restore"), lambda name: name.startswith(".dbbackup-"), "scratch2"),
         ]
-        if storage_dir:
+        if storage_dir and self.s3 is None:
             watches.append(harness.Watch(storage_dir, lambda name: ".partial-" in name, "partial"))
         return watches
 
@@ -298,7 +378,7 @@ class Bench:
                 worker = json.loads(measured.stdout.strip().splitlines()[-1])
                 op_seconds = worker["op_seconds"]
                 result.startup_seconds = worker["startup_seconds"]
-                result.py_rss = max(result.py_rss, worker["ru_maxrss_self"])
+                result.py_rss = max(result.py_rss, worker["vm_hwm"])
                 result.py_rss_sampled = max(result.py_rss_sampled, measured.root_rss_peak)
                 result.py_rss_before = max(result.py_rss_before, worker.get("rss_before_op", 0))
                 if scenario.op == "backup":
@@ -306,7 +386,9 @@ class Bench:
                     self.outputs[scenario.id] = worker["filename"]
                     self.storage_dirs[scenario.id] = storage_dir
             if scenario.op == "backup":
-                result.output_size = os.path.getsize(output)
+                result.output_size = (
+                    worker["size"] if self.s3 and scenario.tool == "dbbackup" else os.path.getsize(output)
+                )
                 if scenario.tool == "raw":
                     self.outputs[scenario.id] = output
             else:
@@ -331,6 +413,8 @@ class Bench:
                 self.drop_target(target)
 
     def restore_input_size(self, scenario: Scenario) -> int:
+        if self.s3 is not None and scenario.tool == "dbbackup":
+            return self.results[scenario.source].output_size
         source = self.outputs[scenario.source]
         if scenario.tool == "dbbackup":
             source = os.path.join(self.storage_dirs[scenario.source], source)
@@ -343,6 +427,7 @@ class Bench:
             "db": shlex.quote(self.source),
             "enc": f"{gpg} --trust-model always --encrypt{armor} --recipient {self.recipient}",
             "dec": f"{gpg} --decrypt",
+            "media": shlex.quote(self.source),
         }
         output = None
         if scenario.op == "backup":
@@ -357,6 +442,8 @@ class Bench:
             command = scenario.command.format(**values)
             if self.engine == "sqlite":
                 command += f" && sync {values['target']}"
+            elif self.engine == "media":
+                command += " && sync"  # as the dbbackup worker does (its config's "sync")
         return ["bash", "-c", f"set -eo pipefail; {command}"], output
 
     def dbbackup_command(self, scenario: Scenario, target: str | None) -> tuple[str, list[str]]:
@@ -387,6 +474,21 @@ class Bench:
             "input_filename": self.outputs.get(scenario.source) if scenario.source else None,
             "compression_threads": self.args.threads,
         }
+        if self.engine == "media":
+            media_flags = media.DBBACKUP_FLAGS[scenario.variant]
+            config.update(
+                mode="command",
+                command=scenario.command,
+                database={"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"},
+                media_dir=self.source if scenario.op == "backup" else target,
+                args=media_flags
+                if scenario.op == "backup"
+                else ["--noinput", "-r", "-i", self.outputs[scenario.source]],
+                sync=True,
+                report_output=scenario.op == "backup",
+            )
+        if self.s3 is not None:
+            config["s3"] = self.s3
         config_path = self.root / "config" / f"{scenario.slug}.json"
         config_path.write_text(json.dumps(config, indent=2))
         return str(storage_dir), [sys.executable, str(HERE / "worker.py"), str(config_path)]
@@ -422,9 +524,16 @@ class Bench:
 # -- checks ------------------------------------------------------------------------------------
 
 
-def check_requirements(engine: str) -> list[str]:
+def check_requirements(engine: str, storage: str = "filesystem") -> list[str]:
     """Problems that stop the benchmark (missing tools or modules), each with how to fix it."""
     problems = []
+    if storage == "s3":
+        missing = [name for name in S3_MODULES if importlib.util.find_spec(name) is None]
+        if missing:
+            problems.append(
+                f"Missing Python packages for --storage s3: {', '.join(missing)}. "
+                "Install them: pip install 'moto[server]' boto3 django-storages"
+            )
     missing_tools = [tool for tool in REQUIRED_TOOLS[engine] if shutil.which(tool) is None]
     if missing_tools:
         problems.append(
@@ -442,7 +551,7 @@ def check_requirements(engine: str) -> list[str]:
 def available_connectors(engine: str) -> dict[str, bool]:
     """Which of the engine's connectors import (checked in a child: no Django set-up here)."""
     found = {}
-    for dump in DUMPS[engine]:
+    for dump in DUMPS.get(engine, []):
         module, name = CONNECTORS[dump].rsplit(".", 1)
         check = subprocess.run(
             [sys.executable, "-c", f"from {module} import {name}"],
@@ -451,9 +560,10 @@ def available_connectors(engine: str) -> dict[str, bool]:
         found[dump] = check.returncode == 0
     if engine == "postgresql" and not all(found.values()):
         missing = [CONNECTORS[d] for d, ok in found.items() if not ok]
+        rest = "the raw baselines only" if not any(found.values()) else "the others and the raw baselines"
         print(
             f"PostgreSQL connectors not available yet ({', '.join(missing)} cannot be imported); "
-            "skipping their scenarios, running the raw baselines only.",
+            f"skipping their scenarios, running {rest}.",
             file=sys.stderr,
         )
     return found
@@ -510,7 +620,9 @@ def metadata(bench: Bench, args: argparse.Namespace) -> dict:
         "zstd": tool_version(["zstd", "--version"]),
         "gpg": tool_version(["gpg", "--version"]),
     }
-    if bench.engine == "sqlite":
+    if bench.engine == "media":
+        versions["tar"] = tool_version(["tar", "--version"])
+    elif bench.engine == "sqlite":
         versions["sqlite3"] = tool_version(["sqlite3", "--version"]).split(" ")[0]
     else:
         versions["pg_dump"] = tool_version(["pg_dump", "--version"])
@@ -529,6 +641,7 @@ def metadata(bench: Bench, args: argparse.Namespace) -> dict:
     return {
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "engine": bench.engine,
+        "storage": args.storage,
         "size_mb": args.size_mb,
         "rows": bench.rows,
         "database_size": getattr(bench, "db_size", 0),
@@ -549,7 +662,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--engine", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--engine", choices=["sqlite", "postgresql", "media"], default="sqlite")
+    parser.add_argument(
+        "--storage",
+        choices=["filesystem", "s3"],
+        default="filesystem",
+        help="the backup storage: a directory, or S3Storage on a local moto server (database engines)",
+    )
+    parser.add_argument(
+        "--files", type=int, help="media: files in the tree (default about 20 per MB; --quick 40 per MB)"
+    )
     parser.add_argument(
         "--size-mb", type=float, help="database size on disk (default 200 sqlite, 1000 postgresql)"
     )
@@ -596,6 +718,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def scenarios_of(engine: str, have_pigz: bool, connectors: dict[str, bool]) -> list[Scenario]:
+    if engine == "media":
+        return media.media_scenarios(have_pigz)
+    return raw_scenarios(engine, have_pigz) + dbbackup_scenarios(engine, connectors)
+
+
 def select(scenarios: list[Scenario], patterns: list[str] | None) -> list[Scenario]:
     if not patterns:
         return scenarios
@@ -606,13 +734,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     have_pigz = shutil.which("pigz") is not None
     if args.list:
-        every = raw_scenarios(args.engine, have_pigz) + dbbackup_scenarios(
-            args.engine, dict.fromkeys(CONNECTORS, True)
-        )
+        every = scenarios_of(args.engine, have_pigz, dict.fromkeys(CONNECTORS, True))
         for scenario in ordered(select(every, args.scenarios)):
             print(f"{scenario.id:<36} {scenario.label}")
         return 0
-    problems = check_requirements(args.engine)
+    problems = check_requirements(args.engine, args.storage)
+    if args.engine == "media" and args.storage == "s3":
+        problems.append("--storage s3 runs the database scenarios; use --engine sqlite or postgresql")
     if not have_pigz:
         print(f"pigz is not installed: its baseline is skipped ({INSTALL_HINT}).", file=sys.stderr)
     bench = Bench(args)
@@ -626,9 +754,7 @@ def main(argv: list[str] | None = None) -> int:
         for problem in problems:
             print(problem, file=sys.stderr)
         return 2
-    every = raw_scenarios(args.engine, have_pigz) + dbbackup_scenarios(
-        args.engine, available_connectors(args.engine)
-    )
+    every = scenarios_of(args.engine, have_pigz, available_connectors(args.engine))
     by_id = {s.id: s for s in every}
     started = time.perf_counter()
     output: dict = {}

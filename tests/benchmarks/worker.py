@@ -3,7 +3,16 @@
 ``python worker.py CONFIG.json`` (run by ``run.py``; ``TMPDIR`` points at the scenario's empty
 temporary directory). Prints one JSON line on stdout: the time spent in the API call alone
 (``op_seconds``), the time to get there (interpreter and Django start-up), the stored file,
-this process's RSS before the call (``rss_before_op``) and its peak from ``getrusage``.
+this process's RSS before the call (``rss_before_op``) and its peak (``vm_hwm``).
+
+The peak is ``VmHWM`` from ``/proc/self/status``, not ``getrusage(RUSAGE_SELF).ru_maxrss``: on
+Linux the latter carries the high-water mark of the process this one was forked from across
+fork and exec, so a worker started from a big parent would report the parent's peak.
+
+``mode`` is ``backup`` or ``restore`` (the database API), or ``command``: run the management
+command ``config["command"]`` with ``config["args"]`` through ``call_command`` (what
+``manage.py`` does, minus the interpreter start-up that ``startup_seconds`` reports anyway),
+then, with ``config["sync"]``, ``sync`` the file systems inside the timed part.
 """
 
 import json
@@ -38,6 +47,13 @@ def main(config_path: str) -> dict:
             encrypt=bool(config.get("encrypt")),
         )
         report.update(filename=result.filename, size=result.size, connector=result.connector)
+    elif config["mode"] == "command":
+        from django.core.management import call_command
+
+        call_command(config["command"], *config.get("args", []), verbosity=0)
+        if config.get("sync"):
+            os.sync()
+        report.update(_newest_backup(config["storage_dir"]) if config.get("report_output") else {})
     else:
         result = restore_database("default", input_filename=config["input_filename"])
         report.update(filename=result.filename, size=result.size, connector=result.connector)
@@ -45,6 +61,7 @@ def main(config_path: str) -> dict:
     usage_self = resource.getrusage(resource.RUSAGE_SELF)
     usage_children = resource.getrusage(resource.RUSAGE_CHILDREN)
     report.update(
+        vm_hwm=_status_field("VmHWM"),
         ru_maxrss_self=usage_self.ru_maxrss * 1024,
         ru_maxrss_children=usage_children.ru_maxrss * 1024,
         cpu_self=usage_self.ru_utime + usage_self.ru_stime,
@@ -53,13 +70,30 @@ def main(config_path: str) -> dict:
     return report
 
 
-def _vm_rss() -> int:
-    """This process's resident memory now (``VmRSS``), in bytes."""
+def _status_field(name: str) -> int:
+    """A memory field of ``/proc/self/status`` (``VmRSS``, ``VmHWM``), in bytes."""
     with open("/proc/self/status") as handle:
         for line in handle:
-            if line.startswith("VmRSS:"):
+            if line.startswith(name + ":"):
                 return int(line.split()[1]) * 1024
     return 0
+
+
+def _vm_rss() -> int:
+    """This process's resident memory now (``VmRSS``), in bytes."""
+    return _status_field("VmRSS")
+
+
+def _newest_backup(storage_dir: str) -> dict:
+    """The backup a command just wrote to a file-system backup storage (the only one there,
+    beside its ``.metadata`` sidecar)."""
+    entries = [
+        entry
+        for entry in os.scandir(storage_dir)
+        if entry.is_file() and ".partial-" not in entry.name and not entry.name.endswith(".metadata")
+    ]
+    newest = max(entries, key=lambda entry: entry.stat().st_mtime)
+    return {"filename": newest.name, "size": newest.stat().st_size, "connector": ""}
 
 
 if __name__ == "__main__":
