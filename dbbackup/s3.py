@@ -78,7 +78,8 @@ class _PartBuffer:
     # The file interface botocore uses to send, checksum and (on retry) re-send a part.
     def read(self, size: int = -1) -> bytes:
         end = self._length if size is None or size < 0 else min(self._length, self._position + size)
-        data = bytes(self._buffer[self._position : end])
+        with memoryview(self._buffer) as view:  # one copy, not a slice and then a copy
+            data = bytes(view[self._position : end])
         self._position = end
         return data
 
