@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-__version__ = "0.1.0.dev0"
+__version__ = "0.2.0"
 __all__ = ["__version__", "backup", "list_backups", "media_backup", "media_restore", "restore"]
 
 # A library's logger stays silent unless the project configures it (LOGGING), instead of

@@ -8,7 +8,7 @@ Decompression recognises the format by its magic bytes, so a backup restores whe
 * gzip: one standard gzip member, compressed pigz-style in blocks on several threads (zlib
   releases the GIL), each block primed with the 32 KiB before it. Any gzip reader, including
   django-dbbackup's, reads it. Level ``DBBACKUP_GZIP_LEVEL`` (6).
-* zstd: needs the ``zstandard`` package (``pip install "dbbackup[zstd]"``). Level
+* zstd: needs the ``zstandard`` package (``pip install "django-dbbackup-ng[zstd]"``). Level
   ``DBBACKUP_ZSTD_LEVEL`` (3), multi-threaded. django-dbbackup cannot read it.
 """
 

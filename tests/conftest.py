@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 from django.conf import settings as django_settings
 
 from tests import gpg
 from tests.database_servers import REQUIRE_SERVERS
+from tests.remote_servers import unavailable
 
 #: marker -> the DATABASES aliases its tests need
 SERVER_MARKERS = {"postgres": ("postgres",), "mysql": ("mysql",)}
@@ -55,8 +58,15 @@ def backup_dir(tmp_path, settings):
     return location
 
 
+def require_gpg() -> None:
+    """Skip a GPG test on a machine without the gpg binary (fail on CI, where it must run)."""
+    if shutil.which("gpg") is None:
+        unavailable("the GPG tests need the gpg binary (GnuPG 2; Debian: apt install gnupg)")
+
+
 @pytest.fixture(scope="session")
 def keyring(tmp_path_factory):
+    require_gpg()
     home = gpg.make_keyring(tmp_path_factory.mktemp("gnupg") / "home")
     yield home
     gpg.stop_agent(home)
@@ -64,6 +74,7 @@ def keyring(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def stranger_keyring(tmp_path_factory):
+    require_gpg()
     home = gpg.make_keyring(tmp_path_factory.mktemp("gnupg") / "stranger", protected=False)
     yield home
     gpg.stop_agent(home)

@@ -110,7 +110,7 @@ class BaseDbBackupCommand(BaseCommand):
         """A byte-counting progress bar on stderr when it is a terminal (not with -q).
 
         Yields the callback to pass as ``progress=`` (``None`` when there is no bar). Needs the
-        ``tqdm`` package (``pip install "dbbackup[progress]"``); without it there is no bar.
+        ``tqdm`` package (``pip install "django-dbbackup-ng[progress]"``); without it there is no bar.
         """
         out = getattr(self.stderr, "_out", self.stderr)
         if self.quiet or self.verbosity < 1 or not getattr(out, "isatty", lambda: False)():
