@@ -188,7 +188,7 @@ def test_python_gnupg_missing_names_the_extra(monkeypatch, gpg_settings):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_gnupg)
-    with pytest.raises(ImportError, match=r'pip install "dbbackup\[gpg\]"'):
+    with pytest.raises(ImportError, match=r'pip install "django-dbbackup-ng\[gpg\]"'):
         crypto.check_can_encrypt()
 
 
