@@ -117,6 +117,8 @@ class DbbackupImproperlyInstalled(DbbackupConfigurationError, ImportError):
     """An optional dependency is not installed; the message names the extra to install."""
 
     def __init__(self, *, missing_package: str, extra: str, purpose: str) -> None:
-        super().__init__(f'{purpose} needs the {missing_package!r} package: pip install "django-dbbackup-ng[{extra}]"')
+        super().__init__(
+            f'{purpose} needs the {missing_package!r} package: pip install "django-dbbackup-ng[{extra}]"'
+        )
         self.missing_package = missing_package
         self.extra = extra

@@ -68,10 +68,17 @@ def database_checks(alias: str) -> list[Check]:
     }:
         checks.append(_attempt(subject, "connect", lambda: _connect(alias)))
     if hasattr(connector, "check_tool_version"):
-        checks.append(
-            _attempt(subject, "pg_dump matches the server", lambda: connector.check_tool_version() or "yes")
-        )
+        checks.append(_attempt(subject, "pg_dump not older than the server", lambda: _tool_fits(connector)))
     return checks
+
+
+def _tool_fits(connector) -> str:
+    """``pg_dump`` is at least as new as the server; an unknown server version is a failure."""
+    server = connector._server_major_version()
+    if server is None:
+        raise ConnectionError("unknown: the server's version could not be read (see the connect line)")
+    connector.check_tool_version()
+    return f"yes (server {server})"
 
 
 def _connect(alias: str) -> str:

@@ -210,3 +210,33 @@ def test_preflight_fails_with_a_clear_verdict(backup_dir, settings):
     with pytest.raises(CommandError, match=r"The preflight found \d+ problem\(s\)"):
         call_command("dbbackup", "--check", stdout=out, stderr=io.StringIO())
     assert "FAIL  database default: no-such-mysqldump --version" in out.getvalue()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True, databases=["default", "postgres"])
+def test_preflight_calls_an_unknown_server_version_a_failure_not_a_pass(backup_dir, settings, monkeypatch):
+    from django.db import connections
+
+    settings.DBBACKUP_DATABASES = ["postgres"]
+    connection = connections["postgres"]
+    connection.close()
+    monkeypatch.setitem(connection.settings_dict, "PORT", 1)  # nothing listens there
+    out = io.StringIO()
+    try:
+        with pytest.raises(CommandError, match=r"The preflight found \d+ problem\(s\)"):
+            call_command("dbbackup", "--check", stdout=out, stderr=io.StringIO())
+    finally:
+        connection.close()
+    text = out.getvalue()
+    assert "FAIL  database postgres: pg_dump not older than the server" in text
+    assert "unknown" in text
+    assert "ok    database postgres: pg_dump not older" not in text
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True, databases=["default", "postgres"])
+def test_preflight_passes_pg_dump_against_a_reachable_server(backup_dir, settings):
+    settings.DBBACKUP_DATABASES = ["postgres"]
+    out = io.StringIO()
+    call_command("dbbackup", "--check", stdout=out, stderr=io.StringIO())
+    assert "ok    database postgres: pg_dump not older than the server  yes (server " in out.getvalue()
