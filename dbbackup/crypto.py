@@ -33,6 +33,40 @@ from dbbackup.streams import CHUNK_SIZE, Cancelled, PeekableReader, ProducerRead
 ARMOR_HEADER = b"-----BEGIN PGP MESSAGE-----"
 
 
+class _LineReader:
+    """``readline()`` over a binary pipe, returning each line as soon as it is complete."""
+
+    def __init__(self, raw: BinaryIO, encoding: str) -> None:
+        self.raw, self.encoding = raw, encoding
+
+    def readline(self) -> str:
+        return self.raw.readline().decode(self.encoding, errors="replace")
+
+
+class _HopelessDecryption:
+    """Tells, from gpg's status lines, when a decryption can no longer succeed.
+
+    gpg learns at the start of a message whether any of its keys opens the session key
+    (``ENC_TO`` per recipient, then ``NO_SECKEY`` or ``ERROR pkdecrypt_failed`` per key that
+    cannot: missing, or a wrong passphrase), but it then reads its input to the end before it
+    reports the failure. Stopping gpg as soon as every recipient's key failed makes a restore
+    with the wrong key or passphrase fail at once, not after the whole backup was downloaded.
+    """
+
+    def __init__(self) -> None:
+        self.recipients: set[str] = set()
+        self.failures = 0
+
+    def seen(self, key: str, value: str) -> bool:
+        if key == "ENC_TO":
+            self.recipients.add(value.split(" ", 1)[0])
+        elif key == "NO_SECKEY" or (key == "ERROR" and value.startswith("pkdecrypt_failed")):
+            self.failures += 1
+        elif key in ("DECRYPTION_OKAY", "BEGIN_DECRYPTION") and self.failures < len(self.recipients):
+            self.recipients.clear()  # a key opened the message: never stop this run
+        return key == "DECRYPTION_FAILED" or (bool(self.recipients) and self.failures >= len(self.recipients))
+
+
 def _gnupg():
     try:
         import gnupg
@@ -62,8 +96,23 @@ def make_gpg() -> Any:
             self.process = super()._open_subprocess(args, passphrase)
             return self.process
 
+        def _read_response(self, stream, result):
+            # python-gnupg decodes stderr with a codecs reader that waits for 72 bytes before it
+            # hands over a line, so a status line can wait until gpg's end; read whole lines.
+            raw = getattr(stream, "stream", None)
+            super()._read_response(_LineReader(raw, self.encoding) if raw else stream, result)
+
         def _collect_output(self, process, result, writer=None, stdin=None):
             self.result = result
+            handle_status = result.handle_status
+            hopeless = _HopelessDecryption()
+
+            def handle_status_and_stop_early(key, value):
+                handle_status(key, value)
+                if hopeless.seen(key, value) and process.poll() is None:
+                    process.kill()  # gpg would read the rest of the backup before giving up
+
+            result.handle_status = handle_status_and_stop_early
             return super()._collect_output(process, result, writer, stdin)
 
     try:
@@ -236,7 +285,11 @@ def decrypt(stream: BinaryIO, passphrase: str | None = None) -> GpgStream:
                 "public key decryption failed",
             )
         ):
-            hint = " The passphrase is wrong or missing: give it with -p/--passphrase."
+            hint = (
+                " The passphrase given is wrong."
+                if passphrase
+                else " The key needs a passphrase: give it with -p/--passphrase."
+            )
         elif "no secret key" in text or "no_seckey" in text:
             hint = " The secret key for this backup is not in the keyring (DBBACKUP_GPG_HOME)."
         elif "decryption_failed" in text or "integrity" in text or "mdc" in text:

@@ -11,6 +11,11 @@ reported afterwards without undoing anything.
 :class:`dbbackup.storage.Storage` wrapper.
 """
 
+import contextlib
+import logging
+import threading
+from collections.abc import Iterator
+
 from django.dispatch import Signal
 
 #: Before a database backup. Kwargs: ``database`` (the connector's settings dict: the
@@ -66,11 +71,9 @@ def send_post(signal: Signal, name: str, sender: type | None, done: str, **kwarg
     """
     from dbbackup.exceptions import SignalReceiverError
 
-    failures = [
-        response
-        for _, response in signal.send_robust(sender=sender, **kwargs)
-        if isinstance(response, Exception)
-    ]
+    with _quiet_dispatch_log():
+        responses = signal.send_robust(sender=sender, **kwargs)
+    failures = [response for _, response in responses if isinstance(response, Exception)]
     if failures:
         raise SignalReceiverError(
             f"{done}, and is kept, but a {name} receiver failed: {_message(failures[0])}",
@@ -83,3 +86,21 @@ def _message(exc: BaseException) -> str:
     if isinstance(messages, list) and messages:
         return "; ".join(str(message) for message in messages)
     return str(exc) or type(exc).__name__
+
+
+@contextlib.contextmanager
+def _quiet_dispatch_log() -> Iterator[None]:
+    """Keep Django's own traceback log of a failing receiver (``django.dispatch``, printed on
+    the console under ``DEBUG = True``) out of this thread's send: dbbackup reports the failure
+    itself, in one line."""
+    thread = threading.get_ident()
+
+    def other_threads_only(record: logging.LogRecord) -> bool:
+        return record.thread != thread
+
+    dispatch_logger = logging.getLogger("django.dispatch")
+    dispatch_logger.addFilter(other_threads_only)
+    try:
+        yield
+    finally:
+        dispatch_logger.removeFilter(other_threads_only)

@@ -3,6 +3,7 @@
 import io
 import json
 import os
+import time
 
 import pytest
 from django.core.management import call_command
@@ -87,7 +88,8 @@ def test_a_wrong_or_missing_passphrase_changes_nothing(backup_dir, gpg_settings,
     Note.objects.create(title="newer")
     before = snapshot()
     args = ["-p", passphrase] if passphrase else []
-    with pytest.raises(CommandError, match="GPG decryption failed.*passphrase is wrong or missing") as info:
+    expected = "passphrase given is wrong" if passphrase else "key needs a passphrase: give it with -p"
+    with pytest.raises(CommandError, match=f"GPG decryption failed.*{expected}") as info:
         run("dbrestore", "-d", "default", "--noinput", *args)
     if passphrase:
         assert passphrase not in str(info.value)
@@ -122,8 +124,9 @@ def test_interactive_restore_asks_for_the_passphrase(backup_dir, gpg_settings, m
     asked = []
     monkeypatch.setattr("getpass.getpass", lambda prompt: asked.append(prompt) or gpg.PASSPHRASE)
     monkeypatch.setattr("builtins.input", lambda question: "y")
+    monkeypatch.setattr("sys.stdin", _Terminal())
     run("dbrestore", "-d", "default")
-    assert asked == ["GPG passphrase (empty if the key has none): "]
+    assert asked == [f"GPG passphrase for {only_backup()} (empty if the key has none): "]
     assert snapshot() == before
 
 
@@ -208,14 +211,32 @@ def test_an_encrypted_restore_with_nobody_to_type_the_passphrase_says_how(
         raise EOFError
 
     monkeypatch.setattr("getpass.getpass", no_terminal)
+    monkeypatch.setattr("sys.stdin", _Terminal())
     with pytest.raises(CommandError, match="nobody is there to type its passphrase; give it with -p"):
         run("dbrestore", "-d", "default")
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_an_encrypted_restore_without_a_terminal_says_so_without_a_python_warning(backup_dir, gpg_settings):
+    from tests.faults.support import run_command
+
+    gpg_settings.DBBACKUP_GPG_RECIPIENT = "protected@example.com"
+    run("dbbackup", "-d", "default", "-e")
+    result = run_command("dbrestore", "-d", "default")  # stdin is /dev/null: no terminal
+    assert result.returncode == 1
+    assert "nobody is there to type its passphrase" in result.stderr
+    assert "Warning" not in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_a_short_common_word_as_passphrase_does_not_garble_the_message(backup_dir, gpg_settings):
     gpg_settings.DBBACKUP_GPG_RECIPIENT = "protected@example.com"
     run("dbbackup", "-d", "default", "-e")
-    with pytest.raises(CommandError, match="The passphrase is wrong or missing"):
+    with pytest.raises(CommandError, match="The passphrase given is wrong"):
         run("dbrestore", "-d", "default", "--noinput", "-p", "wrong")
 
 
@@ -239,3 +260,38 @@ def test_gpg_does_not_compress_what_is_already_compressed(backup_dir, gpg_settin
             check=False,
         ).stdout
         assert (":compressed packet:" in packets) is expect_compressed_packet, args
+
+
+class _CountingReader(io.BytesIO):
+    """Counts how many bytes were read from it; each read takes a little while, like a download."""
+
+    consumed = 0
+
+    def read(self, size=-1):
+        time.sleep(0.02)
+        data = super().read(size)
+        self.consumed += len(data)
+        return data
+
+
+@pytest.mark.parametrize("cause", ["no secret key", "wrong passphrase"])
+def test_a_wrong_key_or_passphrase_fails_before_the_backup_is_read(
+    gpg_settings, stranger_keyring, keyring, cause
+):
+    gpg_settings.DBBACKUP_GPG_RECIPIENT = "protected@example.com"
+    payload = os.urandom(16 * 1024 * 1024)
+    stream = crypto.encrypt(io.BytesIO(payload), compressed=True)
+    try:
+        encrypted = stream.read()
+    finally:
+        stream.close()
+    if cause == "no secret key":
+        gpg_settings.DBBACKUP_GPG_HOME = str(stranger_keyring)
+    source = _CountingReader(encrypted)
+    decrypted = crypto.decrypt(source, "wrong" if cause == "wrong passphrase" else None)
+    try:
+        with pytest.raises(DecryptionError):
+            decrypted.read()
+    finally:
+        decrypted.close()
+    assert source.consumed < len(encrypted) // 2, f"{source.consumed} of {len(encrypted)} bytes read"

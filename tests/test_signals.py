@@ -194,3 +194,13 @@ def test_signal_sending_helpers_keep_receiver_messages_readable():
     assert signals._message(ValidationError(["a", "b"])) == "a; b"
     assert signals._message(RuntimeError()) == "RuntimeError"
     _ = io  # keep the import for symmetry with other modules
+
+
+def test_a_failing_post_receiver_is_reported_once_without_djangos_traceback_log(
+    backup_dir, record, settings, caplog
+):
+    settings.DEBUG = True  # Django's console handler shows django.dispatch errors only then
+    record(signals.post_backup, raises=RuntimeError("webhook down"))
+    with pytest.raises(CommandError, match="post_backup receiver failed: webhook down"):
+        call_command("dbbackup", "-d", "default", "--noinput", "-q")
+    assert [record.getMessage() for record in caplog.records if record.name == "django.dispatch"] == []

@@ -147,6 +147,9 @@ class BaseDBConnector:
     supports_pg_options = False
     #: Set by the pipeline when it compresses the dump, so a tool can skip its own compression.
     stream_compressed = False
+    #: Whether a restore leaves the database either as it was or fully restored, even when it is
+    #: interrupted or fails half-way (one transaction, or a scratch copy swapped in at the end).
+    atomic_restore = True
     #: Whether the pipeline must read the whole backup once (checksum, decryption,
     #: decompression) before the restore starts: for engines that cannot roll a restore back.
     verify_before_restore = False

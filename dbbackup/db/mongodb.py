@@ -38,6 +38,7 @@ class MongoDumpConnector(BaseCommandDBConnector):
     drop = True
     #: mongorestore --drop cannot be rolled back: the whole backup is checked before it starts.
     verify_before_restore = True
+    atomic_restore = False
 
     def connection_flags(self) -> list[str]:
         host = self.settings.get("HOST") or "localhost"

@@ -40,6 +40,7 @@ class MysqlDumpConnector(BaseCommandDBConnector):
     engine_label = "MySQL"
     supports_exclude = True
     verify_before_restore = True
+    atomic_restore = False
 
     def connection_flags(self) -> list[str]:
         """Host, port, user, socket and TLS flags from ``DATABASES`` and its ``OPTIONS``."""

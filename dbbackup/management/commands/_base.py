@@ -64,6 +64,17 @@ class BaseDbBackupCommand(BaseCommand):
                     raise
                 logger.error("%s failed: %s", self.command_name(), exc)
                 raise CommandError(f"{type(exc).__name__}: {exc}") from exc
+            except KeyboardInterrupt:
+                # Ctrl-C on the command line: what happened, in one line, and the shell's 130.
+                # Programmatic callers (call_command) get the KeyboardInterrupt itself.
+                if options.get("traceback") or not getattr(self, "_called_from_command_line", False):
+                    raise
+                logger.warning("%s interrupted: %s", self.command_name(), self.interrupted_outcome())
+                raise CommandError(f"Interrupted: {self.interrupted_outcome()}", returncode=130) from None
+
+    def interrupted_outcome(self) -> str:
+        """What an interruption (Ctrl-C) left behind, for the one-line message."""
+        return "nothing was changed."
 
     def _execute_and_report(self, *args: Any, **options: Any) -> Any:
         try:
@@ -127,15 +138,23 @@ class BaseDbBackupCommand(BaseCommand):
         finally:
             bar.close()
 
-    def ask_passphrase(self) -> str | None:
-        """Ask for a GPG passphrase (empty: none); refuse clearly when nobody can answer."""
+    def ask_passphrase(self, backup: str | None = None) -> str | None:
+        """Ask for the GPG passphrase of ``backup`` (empty: none) on the terminal.
+
+        Without a terminal on stdin (cron, a pipe) nobody can answer: refuse clearly at once
+        instead of letting ``getpass`` fall back to reading stdin with a warning.
+        """
+        nobody = CommandError(
+            "The backup is encrypted and nobody is there to type its passphrase; give it with "
+            "-p/--passphrase, or run with --noinput if the key has none."
+        )
+        if not sys.stdin or not sys.stdin.isatty():
+            raise nobody
+        prompt = f"GPG passphrase for {backup}" if backup else "GPG passphrase"
         try:
-            return getpass.getpass("GPG passphrase (empty if the key has none): ") or None
+            return getpass.getpass(f"{prompt} (empty if the key has none): ") or None
         except EOFError:
-            raise CommandError(
-                "The backup is encrypted and nobody is there to type its passphrase; give it with "
-                "-p/--passphrase, or run with --noinput if the key has none."
-            ) from None
+            raise nobody from None
 
     def confirm(self, question: str = "Are you sure you want to continue? [Y/n] ") -> bool:
         """Ask before a destructive step; anything but an answer starting with n continues."""

@@ -49,6 +49,9 @@ class Command(BaseDbBackupCommand):
             help="Back up nothing: try the tools, connections, storages and GPG key, and report.",
         )
 
+    def interrupted_outcome(self) -> str:
+        return "the backup being written was not stored (backups finished before it are kept)."
+
     def handle(self, *args: Any, **options: Any) -> None:
         databases = _comma_list(options.get("database")) or _comma_list(settings.DATABASES)
         if not databases:

@@ -35,6 +35,16 @@ class Command(BaseDbBackupCommand):
             help="Read the backup through checksum, decryption and decompression; restore nothing.",
         )
 
+    #: The connector of the restore under way, if one started (for the interruption message).
+    restoring = None
+
+    def interrupted_outcome(self) -> str:
+        if self.restoring is None:
+            return "nothing was changed."
+        if self.restoring.atomic_restore:
+            return "the restore was abandoned before its commit; the database is as it was."
+        return "the database may be partly restored; restore a good backup again."
+
     def handle(self, *args: Any, **options: Any) -> None:
         plan = pipeline.plan_restore(
             options.get("database"),
@@ -51,7 +61,7 @@ class Command(BaseDbBackupCommand):
         for warning in plan.warnings:
             self.stderr.write(self.style.WARNING(warning))
         if plan.encrypted and plan.passphrase is None and self.interactive:
-            plan.passphrase = self.ask_passphrase()
+            plan.passphrase = self.ask_passphrase(plan.filename)
         if options.get("verify_only"):
             self.say(f"Verifying {plan.filename}")
             result = pipeline.verify_backup(plan)
@@ -66,6 +76,7 @@ class Command(BaseDbBackupCommand):
         if not self.confirm():
             self.say("Restore cancelled; nothing was changed.")
             return
+        self.restoring = plan.connector
         with self.progress(f"dbrestore {plan.database}") as progress:
             result = pipeline.execute_restore(plan, sender=type(self), progress=progress)
         verified = "checksum verified" if result.verified else "no checksum to verify"

@@ -31,6 +31,9 @@ class Command(BaseDbBackupCommand):
         )
         parser.add_argument("-O", "--output-path", dest="path", help="Write to this local file instead.")
 
+    def interrupted_outcome(self) -> str:
+        return "no media backup was stored."
+
     def handle(self, *args: Any, **options: Any) -> None:
         self.say("Backing up media files")
         with self.progress("mediabackup") as progress:

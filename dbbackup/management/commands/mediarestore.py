@@ -29,6 +29,9 @@ class Command(BaseDbBackupCommand):
             "--verify-only", action="store_true", help="Read and check the archive; write nothing."
         )
 
+    def interrupted_outcome(self) -> str:
+        return "the files restored so far are kept; no other file was changed."
+
     def handle(self, *args: Any, **options: Any) -> None:
         plan = pipeline.plan_media_restore(
             input_filename=options.get("input_filename"),
@@ -40,7 +43,7 @@ class Command(BaseDbBackupCommand):
             replace=options.get("replace", False),
         )
         if plan.encrypted and plan.passphrase is None and self.interactive:
-            plan.passphrase = self.ask_passphrase()
+            plan.passphrase = self.ask_passphrase(plan.filename)
         if options.get("verify_only"):
             files, links = pipeline.verify_media_backup(plan)
             skipped = f"; {len(links)} link(s) would be skipped" if links else ""

@@ -39,6 +39,9 @@ class Command(BaseDbBackupCommand):
                 f"--keep-{rule}", type=_count, help=f"Keep the newest backup of the last N {rule} periods."
             )
 
+    def interrupted_outcome(self) -> str:
+        return "the backups deleted so far stay deleted; every other backup is kept."
+
     def handle(self, *args: Any, **options: Any) -> None:
         within = options.get("keep_within")
         overrides = {
