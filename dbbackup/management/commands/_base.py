@@ -19,6 +19,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
 from dbbackup import notify
+from dbbackup.display import ProgressBar
 from dbbackup.exceptions import DbbackupError
 
 logger = logging.getLogger("dbbackup.command")
@@ -117,22 +118,16 @@ class BaseDbBackupCommand(BaseCommand):
             self.stderr.write(style(message) if style else message)
 
     @contextlib.contextmanager
-    def progress(self, description: str) -> Iterator[Callable[[int], object] | None]:
-        """A byte-counting progress bar on stderr when it is a terminal (not with -q).
+    def progress(self, description: str, unit: str = "bytes") -> Iterator[Callable[[int], object] | None]:
+        """A progress bar on stderr when it is a terminal (not with -q); see :mod:`dbbackup.display`.
 
-        Yields the callback to pass as ``progress=`` (``None`` when there is no bar). Needs the
-        ``tqdm`` package (``pip install "django-dbbackup-ng[progress]"``); without it there is no bar.
+        Yields the callback to pass as ``progress=`` (``None`` when there is no bar).
         """
         out = getattr(self.stderr, "_out", self.stderr)
         if self.quiet or self.verbosity < 1 or not getattr(out, "isatty", lambda: False)():
             yield None
             return
-        try:
-            from tqdm import tqdm
-        except ImportError:
-            yield None
-            return
-        bar = tqdm(desc=description, unit="B", unit_scale=True, unit_divisor=1024, file=out, leave=True)
+        bar = ProgressBar(description, out, unit=unit)
         try:
             yield bar.update
         finally:

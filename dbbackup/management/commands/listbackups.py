@@ -6,22 +6,11 @@ import json
 from typing import Any
 
 from dbbackup import catalog, manifest
+from dbbackup.display import human_size
 from dbbackup.management.commands._base import BaseDbBackupCommand
 from dbbackup.storage import get_storage
 
 DATE_DISPLAY_FORMAT = "%Y-%m-%d %H:%M:%S"
-
-
-def human_size(size: int | None) -> str:
-    """Bytes in binary units with one decimal, as django-dbbackup writes them (``112.0 KiB``)."""
-    if size is None:
-        return "?"
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
 
 
 class Command(BaseDbBackupCommand):
