@@ -30,7 +30,12 @@ class Command(BaseDbBackupCommand):
         parser.add_argument(
             "-s", "--servername", help="Server name in the file name (default: DBBACKUP_HOSTNAME)."
         )
-        parser.add_argument("-z", "--compress", action="store_true", help="Compress with gzip (.gz).")
+        parser.add_argument(
+            "-z",
+            "--compress",
+            action="store_true",
+            help="Compress with DBBACKUP_COMPRESSION (gzip unless set): .gz or .zst.",
+        )
         parser.add_argument(
             "--compression",
             choices=["gzip", "zstd"],

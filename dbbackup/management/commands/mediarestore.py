@@ -17,10 +17,18 @@ class Command(BaseDbBackupCommand):
         parser.add_argument("-i", "--input-filename", help="Name of the backup in the backup storage.")
         parser.add_argument("-I", "--input-path", help="Path of a local backup file.")
         parser.add_argument("-s", "--servername", help="Only consider backups made on this server.")
-        parser.add_argument("-e", "--decrypt", action="store_true", help="The backup is GPG-encrypted.")
+        parser.add_argument(
+            "-e",
+            "--decrypt",
+            action="store_true",
+            help="Pick the newest encrypted backup (encryption is recognised anyway).",
+        )
         parser.add_argument("-p", "--passphrase", help="GPG passphrase (prompted when needed).")
         parser.add_argument(
-            "-z", "--uncompress", action="store_true", help="The backup is compressed (detected anyway)."
+            "-z",
+            "--uncompress",
+            action="store_true",
+            help="Pick the newest compressed backup (compression is recognised anyway).",
         )
         parser.add_argument(
             "-r", "--replace", action="store_true", default=False, help="Overwrite media files that exist."

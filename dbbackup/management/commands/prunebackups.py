@@ -17,6 +17,10 @@ def _count(value: str) -> int:
     return number
 
 
+#: The period each calendar rule counts in.
+PERIODS = {"hourly": "hour", "daily": "day", "weekly": "week", "monthly": "month", "yearly": "year"}
+
+
 class Command(BaseDbBackupCommand):
     mail_on_failure = True
     help = (
@@ -33,10 +37,15 @@ class Command(BaseDbBackupCommand):
         )
         parser.add_argument("--dry-run", action="store_true", help="Delete nothing; show the decisions.")
         parser.add_argument("--keep-last", type=_count, help="Keep the newest N (overrides the setting).")
-        parser.add_argument("--keep-within", help="Keep everything this recent, e.g. 30d, 2w, 12h.")
+        parser.add_argument(
+            "--keep-within",
+            help="Keep every backup at most this much older than its group's newest, e.g. 30d, 2w, 12h.",
+        )
         for rule in retention.CALENDAR_RULES:
             parser.add_argument(
-                f"--keep-{rule}", type=_count, help=f"Keep the newest backup of the last N {rule} periods."
+                f"--keep-{rule}",
+                type=_count,
+                help=f"Keep the newest backup of each of the N latest {PERIODS[rule]}s that have backups.",
             )
 
     def interrupted_outcome(self) -> str:
