@@ -2,6 +2,7 @@
 
 import io
 import json
+import re
 from datetime import datetime, timedelta
 
 import pytest
@@ -130,8 +131,8 @@ def test_dry_run_deletes_nothing_and_says_what_and_why(backup_dir, settings):
     out = io.StringIO()
     call_command("prunebackups", "-d", "default", "-c", "db", "--dry-run", stderr=out, stdout=io.StringIO())
     text = out.getvalue()
-    assert f"keep    {day(3)}  (one of the last 1)" in text
-    assert f"would delete {day(1)}" in text
+    assert re.search(rf"keep +{re.escape(day(3))}  \(one of the last 1\)", text)
+    assert f"would delete  {day(1)}" in text
     assert "Would delete 2 backup(s); kept 1." in text
     assert sorted(storage.list_directory()) == [day(1), day(2), day(3)]
 
@@ -283,3 +284,20 @@ def test_interactive_prune_asks_first(backup_dir, settings, monkeypatch):
     assert storage.list_directory() == [day(1), day(2)]
     call_command("prunebackups", "-c", "db", "--noinput", stderr=io.StringIO())
     assert storage.list_directory() == [day(2)]
+
+
+def test_dry_run_lines_up_its_columns(backup_dir, settings):
+    settings.DBBACKUP_CLEANUP_KEEP = 1
+    for stamp in ("2026-01-01-000000", "2026-01-02-000000", "2026-01-03-000000"):
+        (backup_dir / f"default-testhost-{stamp}.sqlite3").parent.mkdir(parents=True, exist_ok=True)
+        (backup_dir / f"default-testhost-{stamp}.sqlite3").write_bytes(b"x")
+    (backup_dir / "default-testhost-2026-01-04-000000.sqlite3.gz").write_bytes(b"x")
+    out = io.StringIO()
+    call_command("prunebackups", "-d", "default", "-c", "db", "--dry-run", stderr=out, stdout=io.StringIO())
+    rows = [line for line in out.getvalue().splitlines() if line.startswith("  ")]
+    assert len(rows) == 4
+    name_columns = {line.index("default-testhost") for line in rows}
+    assert len(name_columns) == 1, rows
+    kept = [line for line in rows if line.lstrip().startswith("keep")]
+    assert kept
+    assert all(line.index("(") == kept[0].index("(") for line in kept)

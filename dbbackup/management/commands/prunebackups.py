@@ -94,13 +94,17 @@ class Command(BaseDbBackupCommand):
                 if decisions:
                     label = f"database {database!r}" if database else "media"
                     self.say(f"{label} ({policy.describe()}):")
+                verb_width = len("would delete" if dry_run else "deleted")
+                name_width = max((len(decision.entry.name) for decision in decisions), default=0)
                 for decision in decisions:
+                    name = f"{decision.entry.name:<{name_width}}"
                     if decision.keep:
                         kept += 1
-                        self.say(f"  keep    {decision.entry.name}  ({'; '.join(decision.reasons)})")
+                        reasons = "; ".join(decision.reasons)
+                        self.say(f"  {'keep':<{verb_width}}  {name}  ({reasons})")
                     else:
                         deleted += 1
                         verb = "would delete" if dry_run else "deleted"
-                        self.say(f"  {verb:<7} {decision.entry.name}", self.style.WARNING)
+                        self.say(f"  {verb:<{verb_width}}  {name}".rstrip(), self.style.WARNING)
         summary = f"{'Would delete' if dry_run else 'Deleted'} {deleted} backup(s); kept {kept}."
         self.say(summary, self.style.SUCCESS)
