@@ -8,13 +8,14 @@ import tarfile
 
 import pytest
 from django.core.files.base import ContentFile
-from django.core.files.storage import FileSystemStorage, default_storage
+from django.core.files.storage import InMemoryStorage, default_storage
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from dbbackup import signals
 from dbbackup.management.commands import mediabackup as mediabackup_command
 from dbbackup.management.commands import mediarestore as mediarestore_command
+from dbbackup.media_source import LocalSource
 from dbbackup.storage import Storage, get_storage
 
 pytestmark = pytest.mark.django_db
@@ -268,22 +269,43 @@ def test_no_media_backup(media):
         run("mediarestore", "--noinput")
 
 
-def test_a_media_file_deleted_during_the_backup_is_skipped_with_a_warning(media, monkeypatch):
+def test_a_media_file_deleted_during_the_backup_is_skipped_and_not_counted(media, monkeypatch):
     fill(media)
-    real_open = FileSystemStorage.open
+    real_names = LocalSource.names
 
-    def vanishing(storage, name, mode="rb"):
-        if name == "top.txt":
-            raise FileNotFoundError(name)
-        return real_open(storage, name, mode)
+    def with_a_ghost(source, path=""):
+        yield "gone.txt"  # listed, then deleted before its turn
+        yield from real_names(source, path)
 
-    monkeypatch.setattr(FileSystemStorage, "open", vanishing)
+    monkeypatch.setattr(LocalSource, "names", with_a_ghost)
     err = run("mediabackup")
-    assert "WARNING: Skipped media file top.txt: it was deleted while the backup ran" in err
+    assert "WARNING: Skipped media file gone.txt: it was deleted while the backup ran" in err
+    assert "Backed up 5 media file(s)" in err  # what went into the archive, not what was listed
     monkeypatch.undo()
     for path in list(media.rglob("*")):
         if path.is_file():
             path.unlink()
     run("mediarestore", "--noinput")
-    assert "top.txt" not in tree(media)
-    assert "empty.dat" in tree(media)
+    assert tree(media) == fill(media)
+
+
+def test_a_file_deleted_from_another_storage_during_the_backup_is_skipped_and_not_counted(
+    settings, backup_dir, monkeypatch
+):
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {"BACKEND": "django.core.files.storage.InMemoryStorage"},
+    }
+    default_storage.save("a.txt", ContentFile(b"a"))
+    default_storage.save("b.txt", ContentFile(b"b"))
+    real_open = InMemoryStorage.open
+
+    def vanishing(storage, name, mode="rb"):
+        if name == "a.txt":
+            raise FileNotFoundError(name)
+        return real_open(storage, name, mode)
+
+    monkeypatch.setattr(InMemoryStorage, "open", vanishing)
+    err = run("mediabackup")
+    assert "WARNING: Skipped media file a.txt: it was deleted while the backup ran" in err
+    assert "Backed up 1 media file(s)" in err
