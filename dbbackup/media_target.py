@@ -232,7 +232,7 @@ class LocalTarget(StorageTarget):
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
         fd = os.open(temporary, flags, 0o666, dir_fd=folder)
         try:
-            with open(fd, "wb", buffering=0) as out:
+            with open(fd, "wb") as out:  # buffered: a short write(2) is retried, then raises
                 source = _Exact(content, size)
                 remaining = size
                 while remaining:
@@ -241,6 +241,7 @@ class LocalTarget(StorageTarget):
                         raise CorruptBackupError(f"The media backup ends inside {name!r}")
                     out.write(chunk)
                     remaining -= len(chunk)
+                out.flush()
                 if self.file_mode is not None:
                     os.fchmod(out.fileno(), self.file_mode)
                 os.fsync(out.fileno())

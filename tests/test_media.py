@@ -6,7 +6,6 @@ import io
 import json
 import os
 import re
-import socket
 import tarfile
 import tracemalloc
 
@@ -441,17 +440,6 @@ def test_storages_without_rename_replace_files_without_renamed_copies(settings, 
     with default_storage.open("dir/a.txt") as handle:
         assert handle.read() == b"archived"
     assert default_storage.listdir("dir") == ([], ["a.txt"])
-
-
-def test_non_regular_files_are_skipped_with_a_warning(media):
-    fill(media)
-    os.mkfifo(media / "pipe")
-    with socket.socket(socket.AF_UNIX) as server:
-        server.bind(str(media / "sock"))
-        err = run("mediabackup")
-    assert "Skipped media file pipe: it is a FIFO, not a regular file" in err
-    assert "Skipped media file sock: it is a socket, not a regular file" in err
-    assert "Backed up 5 media file(s)" in err
 
 
 def test_links_leaving_the_media_folder_are_not_followed_by_a_backup(media, tmp_path, backup_dir):
