@@ -16,6 +16,7 @@ killed half-way never puts its debris into the next backup.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import posixpath
@@ -169,6 +170,11 @@ class LocalSource(StorageSource):
             fd = os.open(real, flags)
         except FileNotFoundError:
             logger.warning("Skipped media file %s: it was deleted while the backup ran", name)
+            return None
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            logger.warning("Skipped media link %s: it was replaced by a link while the backup ran", name)
             return None
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):

@@ -7,11 +7,12 @@ replacement is complete, so a restore that is killed, or that fills the disk, le
 either as it was or as it is in the archive, never torn.
 
 - :class:`LocalTarget` (a stock ``FileSystemStorage``) works on disk: the temporary file is
-  written, flushed to disk (``fsync``) and renamed over the old one (``rename`` is atomic),
-  then the folder is flushed. Folders are walked one component at a time without following
-  symbolic links (``O_NOFOLLOW``), so a link already in the media folder can never carry a
-  file outside it: a member under such a link is skipped with a warning. A file that is itself
-  a link is replaced by a regular file (with ``-r``), never written through.
+  written, flushed to disk (``fsync``, so that even a power cut cannot leave a renamed but
+  empty file) and renamed over the old one (``rename`` is atomic). Folders are walked one
+  component at a time without following symbolic links (``O_NOFOLLOW``), so a link already in
+  the media folder can never carry a file outside it: a member under such a link is skipped
+  with a warning. A file that is itself a link is replaced by a regular file (with ``-r``),
+  never written through.
 - :class:`StorageTarget` (any other storage) works through the storage API, which has no
   rename: the file is saved under the temporary name, then copied to the real name (a storage
   that overwrites, like S3, replaces the old object in one step; for one that would rename
@@ -245,8 +246,9 @@ class LocalTarget(StorageTarget):
                 if self.file_mode is not None:
                     os.fchmod(out.fileno(), self.file_mode)
                 os.fsync(out.fileno())
+            # the rename needs no fsync of the folder: until it is on disk, the old name still
+            # leads to the old, untouched file
             outcome = self._publish(folder, temporary, base, replace_existing=existing is not None)
-            os.fsync(folder)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temporary, dir_fd=folder)
