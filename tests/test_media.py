@@ -20,6 +20,7 @@ from dbbackup.management.commands import mediabackup as mediabackup_command
 from dbbackup.management.commands import mediarestore as mediarestore_command
 from dbbackup.media_source import LocalSource
 from dbbackup.storage import Storage, get_storage
+from tests.test_remote_storages import s3_server, s3_storages  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.django_db
 BIG = 50 * 1024 * 1024
@@ -506,3 +507,14 @@ def test_verify_and_restore_memory_does_not_grow_with_the_number_of_members(medi
     # tarfile keeps every TarInfo it reads (~15 MB more for these); dbbackup lets them go
     assert verify_peak < 6 * 1024 * 1024, verify_peak  # flat: ~3 MB of stream buffers
     assert restore_peak < 6 * 1024 * 1024, restore_peak
+
+
+@pytest.mark.usefixtures("s3_storages")
+def test_media_on_s3_is_replaced_without_leaving_a_temporary_object():
+    default_storage.save("photos/a.jpg", ContentFile(b"archived"))
+    run("mediabackup")
+    default_storage.save("photos/a.jpg", ContentFile(b"current"))  # S3 overwrites in place
+    run("mediarestore", "--noinput", "-r")
+    with default_storage.open("photos/a.jpg") as handle:
+        assert handle.read() == b"archived"
+    assert default_storage.listdir("photos") == ([], ["a.jpg"])
