@@ -165,7 +165,8 @@ class LocalSource(StorageSource):
         if not self._inside(real):
             logger.warning("Skipped media link %s: it points outside the media folder (%s)", name, real)
             return None
-        flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+        nonblocking = getattr(os, "O_NONBLOCK", 0)
+        flags = os.O_RDONLY | nonblocking | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
         try:
             fd = os.open(real, flags)
         except FileNotFoundError:
@@ -181,7 +182,8 @@ class LocalSource(StorageSource):
             os.close(fd)
             logger.warning("Skipped media file %s: it is %s, not a regular file", name, _kind(info.st_mode))
             return None
-        os.set_blocking(fd, True)
+        if nonblocking:
+            os.set_blocking(fd, True)
         return os.fdopen(fd, "rb"), info.st_size
 
 

@@ -54,7 +54,8 @@ _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 def partial_name(base: str, token: str) -> str:
     """The temporary name of the file ``base`` (a base name) while it is restored."""
-    return f".{base[:200]}.dbbackup-partial-{token}"
+    short = base.encode("utf-8", "surrogateescape")[:200].decode("utf-8", "ignore")  # NAME_MAX is bytes
+    return f".{short}.dbbackup-partial-{token}"
 
 
 class _Exact(io.RawIOBase):
@@ -110,7 +111,7 @@ class StorageTarget:
                 if saved != temporary:
                     storage.delete(saved)
                     raise StorageError(f"the media storage saved it as {saved!r} instead of {temporary!r}")
-                self._move(temporary, name, exists)
+                outcome = self._move(temporary, name, exists)
             finally:
                 with contextlib.suppress(Exception):
                     storage.delete(temporary)
@@ -120,24 +121,27 @@ class StorageTarget:
             raise StorageError(f"Could not restore the media file {name!r}: {exc}") from exc
         except Exception as exc:  # any storage's error, named with the file it concerns
             raise StorageError(f"Could not restore the media file {name!r}: {exc}") from exc
-        return WRITTEN
+        return outcome
 
-    def _move(self, temporary: str, name: str, exists: bool) -> None:
+    def _move(self, temporary: str, name: str, exists: bool) -> str:
+        """Copy the complete temporary file to ``name``; ``WRITTEN`` or ``KEPT``."""
         storage = self.storage
         with storage.open(temporary, "rb") as handle:
             saved = storage.save(name, File(handle, name=name))
         if saved == name:
-            return
-        # the storage renamed instead of overwriting: the new version is complete, the old one
-        # may go now
+            return WRITTEN
+        # the storage renamed instead of overwriting: the new version is complete, so the old
+        # one may go now (with replace; without, a file that appeared meanwhile is kept)
         storage.delete(saved)
-        if exists:
-            storage.delete(name)
+        if not self.replace:
+            return KEPT
+        storage.delete(name)
         with storage.open(temporary, "rb") as handle:
             saved = storage.save(name, File(handle, name=name))
         if saved != name:
             storage.delete(saved)
             raise StorageError(f"the media storage saved it as {saved!r} instead of replacing it")
+        return WRITTEN
 
 
 class _ThroughLink(Exception):
@@ -168,7 +172,7 @@ class LocalTarget(StorageTarget):
                             logger.info("Removed %s, left by an interrupted media restore", path)
         return removed
 
-    def _open_folder(self, parts: list[str]) -> int:
+    def _open_folder(self, name: str, parts: list[str]) -> int:
         """A descriptor of the folder ``parts`` below the root, created as needed, links refused."""
         os.makedirs(self.root, exist_ok=True)
         fd = os.open(self.root, _DIR_FLAGS)
@@ -188,7 +192,9 @@ class LocalTarget(StorageTarget):
                     folder = "/".join(parts[: index + 1])
                     if stat.S_ISLNK(os.stat(part, dir_fd=fd, follow_symlinks=False).st_mode):
                         raise _ThroughLink(folder) from exc
-                    raise StorageError(f"{folder!r} is a file, not a folder") from exc
+                    raise StorageError(
+                        f"Could not restore the media file {name!r}: {folder!r} is a file, not a folder"
+                    ) from exc
                 os.close(fd)
                 fd = child
         except BaseException:
@@ -203,7 +209,7 @@ class LocalTarget(StorageTarget):
         *parts, base = name.split("/")
         try:
             try:
-                folder = self._open_folder(parts)
+                folder = self._open_folder(name, parts)
             except _ThroughLink as link:
                 self.warn(
                     f"Skipped {name}: {link.folder} is a symbolic link in the media folder, not followed"
@@ -272,7 +278,13 @@ class LocalTarget(StorageTarget):
         return WRITTEN
 
 
+def _has_dir_fd() -> bool:
+    needed = (os.open, os.stat, os.mkdir, os.unlink, os.rename, os.link)  # os.replace is os.rename
+    return _NOFOLLOW != 0 and all(function in os.supports_dir_fd for function in needed)
+
+
 def target_for(storage: DjangoStorage, *, replace: bool, warn: Callable[[str], object]) -> StorageTarget:
-    """The writer for ``storage``: on disk for a stock ``FileSystemStorage``."""
-    cls = LocalTarget if is_local(storage) else StorageTarget
+    """The writer for ``storage``: on disk for a stock ``FileSystemStorage`` (where the
+    platform can open files relative to a folder without following links), else its API."""
+    cls = LocalTarget if is_local(storage) and _has_dir_fd() else StorageTarget
     return cls(storage, replace=replace, warn=warn)

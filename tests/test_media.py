@@ -518,3 +518,19 @@ def test_media_on_s3_is_replaced_without_leaving_a_temporary_object():
     with default_storage.open("photos/a.jpg") as handle:
         assert handle.read() == b"archived"
     assert default_storage.listdir("photos") == ([], ["a.jpg"])
+
+
+def test_a_file_where_a_folder_is_needed_is_named_in_the_error(media):
+    media.mkdir()
+    (media / "a.txt").write_bytes(b"a file")
+    archive_of({"a.txt/b.txt": b"b"})
+    with pytest.raises(CommandError, match=r"'a\.txt/b\.txt': 'a\.txt' is a file, not a folder"):
+        run("mediarestore", "--noinput")
+    assert tree(media) == {"a.txt": b"a file"}
+
+
+def test_a_name_near_the_length_limit_restores(media):
+    name = "é" * 125 + ".txt"  # 254 bytes: its temporary name must be shortened
+    archive_of({name: b"long"})
+    run("mediarestore", "--noinput")
+    assert tree(media) == {name: b"long"}
