@@ -420,7 +420,10 @@ def test_storages_without_rename_keep_the_old_version_when_a_save_fails(settings
     run("mediabackup")
     (root / "small.txt").write_bytes(b"old small")
     (root / "sub" / "large.bin").write_bytes(b"old large")
-    with pytest.raises(CommandError, match=r"'sub/large\.bin': \[Errno 28\] No space left on device"):
+    with pytest.raises(
+        CommandError,
+        match=r"'sub/large\.bin': \[Errno 28\] No space left on device\. 1 file\(s\) were restored before",
+    ):
         run("mediarestore", "--noinput", "-r")
     assert tree(root) == {"small.txt": b"x" * 10, "sub/large.bin": b"old large"}
 

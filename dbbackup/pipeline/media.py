@@ -306,7 +306,8 @@ def execute_media_restore(
             try:
                 outcome = target.write(member.name, member.content, member.size)
             except StorageError as exc:
-                raise StorageError(f"{exc} {result.written} file(s) were restored before this one.") from exc
+                done = f"{result.written} file(s) were restored before this one."
+                raise StorageError(f"{str(exc).rstrip('.')}. {done}") from exc
             if outcome == WRITTEN:
                 result.written += 1
             elif outcome == KEPT:
