@@ -40,7 +40,7 @@ from typing import BinaryIO
 from django.core.files import File
 from django.core.files.storage import Storage as DjangoStorage
 
-from dbbackup.exceptions import CorruptBackupError, DbbackupError, StorageError
+from dbbackup.exceptions import CorruptBackupError, StorageError
 from dbbackup.media_source import is_local, is_partial
 from dbbackup.streams import CHUNK_SIZE
 
@@ -111,19 +111,17 @@ class StorageTarget:
                 if saved != temporary:
                     storage.delete(saved)
                     raise StorageError(f"the media storage saved it as {saved!r} instead of {temporary!r}")
-                outcome = self._move(temporary, name, exists)
+                outcome = self._move(temporary, name)
             finally:
                 with contextlib.suppress(Exception):
                     storage.delete(temporary)
         except CorruptBackupError:
             raise
-        except DbbackupError as exc:
-            raise StorageError(f"Could not restore the media file {name!r}: {exc}") from exc
         except Exception as exc:  # any storage's error, named with the file it concerns
             raise StorageError(f"Could not restore the media file {name!r}: {exc}") from exc
         return outcome
 
-    def _move(self, temporary: str, name: str, exists: bool) -> str:
+    def _move(self, temporary: str, name: str) -> str:
         """Copy the complete temporary file to ``name``; ``WRITTEN`` or ``KEPT``."""
         storage = self.storage
         with storage.open(temporary, "rb") as handle:
