@@ -1,13 +1,17 @@
 """Tar archives of media, written and read as streams.
 
 Writing: :func:`stream_tar` yields a tar archive (PAX format, as Python's tarfile writes by
-default) member by member, reading each file from a Django storage only when its turn comes.
+default) member by member, reading each file from a media source
+(:mod:`dbbackup.media_source`) only when its turn comes.
 Members are the storage names relative to its root, regular files only, mode 0644, owner 0,
 mtime 0: the layout django-dbbackup writes, so archives restore with either tool.
 
-Reading: :func:`iter_members` walks an archive stream (no seeking) and
+Reading: :func:`iter_members` walks an archive stream (no seeking, and without keeping the
+members it has passed: a million members cost no more memory than ten), and
 :func:`check_member` refuses anything that could write outside the media storage or is not
 plain data: absolute names, ``..`` components, links pointing outside, devices and FIFOs.
+Member names are normalised first (:func:`member_name`), so the ``./``-prefixed names GNU tar
+writes (``tar -C media -cf x.tar .``) restore like any other.
 """
 
 from __future__ import annotations
@@ -15,13 +19,12 @@ from __future__ import annotations
 import logging
 import posixpath
 import tarfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from django.core.files.storage import Storage as DjangoStorage
-
 from dbbackup.exceptions import CorruptBackupError, DbbackupError
+from dbbackup.media_source import StorageSource
 from dbbackup.streams import CHUNK_SIZE
 
 logger = logging.getLogger("dbbackup")
@@ -38,18 +41,6 @@ class MediaChangedError(DbbackupError):
     """A media file changed size while it was being archived."""
 
 
-def walk_storage(storage: DjangoStorage, path: str = "") -> Iterator[str]:
-    """Every file name below ``path`` in a Django storage, in a stable (sorted) order."""
-    try:
-        directories, files = storage.listdir(path)
-    except FileNotFoundError:
-        return
-    for name in sorted(files):
-        yield posixpath.join(path, name) if path else name
-    for directory in sorted(directories):
-        yield from walk_storage(storage, posixpath.join(path, directory) if path else directory)
-
-
 def _header(name: str, size: int) -> bytes:
     info = tarfile.TarInfo(name)
     info.size = size
@@ -58,17 +49,19 @@ def _header(name: str, size: int) -> bytes:
     return info.tobuf(format=tarfile.PAX_FORMAT, encoding="utf-8", errors="surrogateescape")
 
 
-def stream_tar(storage: DjangoStorage, names: Iterable[str]) -> Iterator[bytes]:
-    """The tar archive of ``names`` from ``storage``, as chunks of bytes."""
+def stream_tar(source: StorageSource, on_added: Callable[[str], object] | None = None) -> Iterator[bytes]:
+    """The tar archive of every file ``source`` lists, as chunks of bytes.
+
+    ``on_added`` is called with each name once its member is complete in the archive: files
+    the source skips (deleted meanwhile, not regular, links leaving the folder) are not counted.
+    """
     written = 0
-    for name in names:
-        try:
-            handle = storage.open(name, "rb")
-        except FileNotFoundError:
-            logger.warning("Skipped media file %s: it was deleted while the backup ran", name)
+    for name in source.names():
+        opened = source.open(name)
+        if opened is None:
             continue
+        handle, size = opened
         with handle:
-            size = handle.size if handle.size is not None else storage.size(name)
             header = _header(name, size)
             yield header
             remaining = size
@@ -87,6 +80,8 @@ def stream_tar(storage: DjangoStorage, names: Iterable[str]) -> Iterator[bytes]:
         padding = -size % BLOCK
         yield b"\0" * padding
         written += len(header) + size + padding
+        if on_added is not None:
+            on_added(name)
     end = b"\0" * (2 * BLOCK)
     written += len(end)
     yield end + b"\0" * (-written % RECORD)
@@ -101,13 +96,22 @@ class Member:
     content: BinaryIO
 
 
+def member_name(info: tarfile.TarInfo) -> str:
+    """The storage name of a member: ``./`` prefixes, ``.`` and empty components removed.
+
+    GNU tar writes ``./uploads/a.jpg`` (and ``./`` for the root folder itself); this is
+    ``uploads/a.jpg`` (and ``""``). ``..`` components are kept, for :func:`check_member` to refuse.
+    """
+    return "/".join(part for part in info.name.split("/") if part not in ("", "."))
+
+
 def check_member(info: tarfile.TarInfo) -> str | None:
     """Why ``info`` must not be restored, or ``None`` when it is a safe file or directory."""
-    name = info.name
-    parts = name.split("/")
-    if name.startswith("/") or (len(name) > 1 and name[1] == ":") or "\\" in name:
+    raw = info.name
+    if raw.startswith("/") or (len(raw) > 1 and raw[1] == ":") or "\\" in raw:
         return "its name is absolute"
-    if ".." in parts:
+    name = member_name(info)
+    if ".." in name.split("/"):
         return "its name climbs out of the media folder with '..'"
     if info.issym() or info.islnk():
         target = info.linkname
@@ -122,6 +126,8 @@ def check_member(info: tarfile.TarInfo) -> str | None:
         return "it is a FIFO"
     if not (info.isfile() or info.isdir()):
         return "it is not a regular file"
+    if info.isfile() and not name:
+        return "it is a file without a name"
     return None
 
 
@@ -133,10 +139,18 @@ def _open(stream: BinaryIO) -> tarfile.TarFile:
 
 
 def iter_members(stream: BinaryIO) -> Iterator[tuple[tarfile.TarInfo, tarfile.TarFile]]:
-    """Every member of the archive in ``stream``, in order; tar errors become corruption errors."""
+    """Every member of the archive in ``stream``, in order; tar errors become corruption errors.
+
+    ``tarfile`` remembers every member it has read (``TarFile.members``); in a stream that
+    list only grows, so it is emptied as the walk goes: memory stays flat however many members.
+    """
     archive = _open(stream)
     try:
-        for info in archive:
+        while True:
+            info = archive.next()
+            if info is None:
+                break
+            archive.members.clear()
             yield info, archive
     except (tarfile.TarError, EOFError) as exc:
         raise CorruptBackupError(f"The media backup is damaged: {exc}") from exc
@@ -144,14 +158,15 @@ def iter_members(stream: BinaryIO) -> Iterator[tuple[tarfile.TarInfo, tarfile.Ta
         archive.close()
 
 
-def scan(stream: BinaryIO) -> tuple[int, list[str]]:
-    """Read a whole archive: the number of files, and the links that will not be restored.
+def scan(stream: BinaryIO, on_link: Callable[[str], object] | None = None) -> tuple[int, int]:
+    """Read a whole archive: the number of files, and of links that will not be restored.
 
-    Raises :class:`UnsafeArchiveError` naming the first unsafe member, and
+    ``on_link`` is called with the name of each such link, as it is met. Raises
+    :class:`UnsafeArchiveError` naming the first unsafe member, and
     :class:`CorruptBackupError` for a damaged archive. Reads ``stream`` to its end, so the
-    stages before it verify their checksums too.
+    stages before it verify their checksums too. Nothing is kept per member.
     """
-    files, skipped = 0, []
+    files = links = 0
     for info, archive in iter_members(stream):
         problem = check_member(info)
         if problem:
@@ -164,19 +179,27 @@ def scan(stream: BinaryIO) -> tuple[int, list[str]]:
             while content.read(CHUNK_SIZE):  # read through: the tar checks its own structure
                 pass
         elif info.issym() or info.islnk():
-            skipped.append(info.name)
+            links += 1
+            if on_link is not None:
+                on_link(member_name(info))
     while stream.read(CHUNK_SIZE):  # the zero records after the end marker
         pass
-    return files, skipped
+    return files, links
 
 
-def files(stream: BinaryIO) -> Iterator[Member]:
-    """The regular files of an archive, with their content, for writing back."""
+def files(stream: BinaryIO, on_link: Callable[[str], object] | None = None) -> Iterator[Member]:
+    """The regular files of an archive, with their content, for writing back.
+
+    Names are normalised (:func:`member_name`); ``on_link`` is called for each link skipped.
+    """
     for info, archive in iter_members(stream):
         problem = check_member(info)  # checked in the first pass too; the archive may not change
         if problem:
             raise UnsafeArchiveError(
                 f"The media backup changed between reads: member {info.name!r}: {problem}."
             )
-        if info.isfile() and info.name != "media":  # django-dbbackup skips a top-level "media"
-            yield Member(info.name, info.size, archive.extractfile(info))
+        name = member_name(info)
+        if info.isfile() and name != "media":  # django-dbbackup skips a top-level "media"
+            yield Member(name, info.size, archive.extractfile(info))
+        elif (info.issym() or info.islnk()) and on_link is not None:
+            on_link(name)

@@ -6,8 +6,9 @@ Backup::
 
 Restore reads the archive twice. The first pass reads everything (checksum, decryption,
 decompression, tar structure) and refuses unsafe members; only if it succeeds does the second
-pass write files through the media storage. A damaged or hostile archive therefore writes
-nothing.
+pass write files into the media storage (:mod:`dbbackup.media_target`: each file under a
+temporary name first, renamed into place when complete). A damaged or hostile archive therefore
+writes nothing. Both passes stream: memory does not grow with the number of members.
 
 The media storage is ``STORAGES["default"]``, as in django-dbbackup, so media on S3 or any
 other Django storage is backed up too.
@@ -15,19 +16,19 @@ other Django storage is backed up too.
 
 from __future__ import annotations
 
-import io
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, BinaryIO
 
-from django.core.files import File
 from django.core.files.storage import Storage as DjangoStorage
 from django.core.files.storage import default_storage
 
 from dbbackup import manifest, names, retention, settings, signals, tar
 from dbbackup.exceptions import DbbackupError, StorageError
+from dbbackup.media_source import source_for
+from dbbackup.media_target import KEPT, WRITTEN, target_for
 from dbbackup.pipeline._common import (
     choose_encoding,
     default_sender,
@@ -100,12 +101,10 @@ def backup_media(
 
     # -o names the archive before encryption, as django-dbbackup's mediabackup does
     filename = (output_filename + (".gpg" if encrypt else "")) if output_filename else name_at(started)
-    source = media_storage()
+    source = source_for(media_storage())
     counter = _Counter()
     filename, local_path, digest = store(
-        encode(
-            IteratorReader(tar.stream_tar(source, counter.count(tar.walk_storage(source)))), codec, encrypt
-        ),
+        encode(IteratorReader(tar.stream_tar(source, on_added=counter.add)), codec, encrypt),
         storage=storage,
         filename=filename,
         output_path=output_path,
@@ -158,10 +157,8 @@ class _Counter:
     def __init__(self) -> None:
         self.value = 0
 
-    def count(self, items):
-        for item in items:
-            self.value += 1
-            yield item
+    def add(self, _name: str) -> None:
+        self.value += 1
 
 
 @dataclass
@@ -181,13 +178,25 @@ class MediaRestorePlan:
 
 @dataclass
 class MediaRestoreResult:
-    """What :func:`execute_media_restore` wrote, kept and skipped."""
+    """How many files :func:`execute_media_restore` wrote, kept and skipped.
+
+    Counts, not lists: an archive may hold millions of members. The names are reported one
+    by one, as the restore goes, to its ``report`` callback.
+    """
 
     filename: str
-    written: list[str] = field(default_factory=list)
-    kept: list[str] = field(default_factory=list)
-    skipped_links: list[str] = field(default_factory=list)
+    written: int = 0
+    kept: int = 0
+    skipped_links: int = 0
+    skipped: int = 0
+    removed_partials: int = 0
     verified: bool = False
+
+
+#: ``report(event, name_or_message)`` events of :func:`execute_media_restore`: ``"kept"`` (an
+#: existing file, no ``replace``), ``"link"`` (a link member, not restored) and ``"skipped"``
+#: (a file not written, with the reason).
+Report = Callable[[str, str], object]
 
 
 def plan_media_restore(
@@ -237,26 +246,40 @@ def _open_archive(plan: MediaRestorePlan) -> tuple[BinaryIO, DigestReader]:
     )
 
 
-def verify_media_backup(plan: MediaRestorePlan) -> tuple[int, list[str]]:
+def verify_media_backup(
+    plan: MediaRestorePlan, on_link: Callable[[str], object] | None = None
+) -> tuple[int, int]:
     """Read the whole archive and check every member; write nothing.
 
-    Returns the number of files and the links that a restore would skip.
+    Returns the number of files and of links that a restore would skip (``on_link`` gets
+    each link's name as it is met); memory does not grow with the number of members.
     """
     stream, _ = _open_archive(plan)
     try:
-        return tar.scan(stream)
+        return tar.scan(stream, on_link)
     finally:
         stream.close()
 
 
-def execute_media_restore(plan: MediaRestorePlan, *, sender: type | None = None) -> MediaRestoreResult:
-    """Verify the archive, then write its files through the media storage.
+def _ignore(_event: str, _name: str) -> None:
+    return None
 
-    Existing files are kept (and listed in the result) unless ``plan.replace``; a file the
-    storage would save under another name is an error, never a silent rename.
+
+def execute_media_restore(
+    plan: MediaRestorePlan, *, sender: type | None = None, report: Report | None = None
+) -> MediaRestoreResult:
+    """Verify the archive, then write its files into the media storage.
+
+    Existing files are kept (and reported) unless ``plan.replace``. Each file is written under
+    a temporary name and takes its real name only when complete, so an interrupted restore
+    leaves every file either as it was or as archived; an old version is never deleted before
+    its replacement is complete. Temporary files left by an earlier, killed restore are removed
+    first. A file the storage would save under another name is an error, never a silent
+    rename.
     """
     sender = sender or default_sender("mediarestore")
-    _, skipped = verify_media_backup(plan)
+    report = report or _ignore
+    verify_media_backup(plan)
     signals.send_pre(
         signals.pre_media_restore,
         "pre_media_restore",
@@ -265,23 +288,31 @@ def execute_media_restore(plan: MediaRestorePlan, *, sender: type | None = None)
         servername=plan.servername,
         storage=plan.storage,
     )
-    result = MediaRestoreResult(filename=plan.filename, skipped_links=skipped)
-    target = media_storage()
+    result = MediaRestoreResult(filename=plan.filename)
+
+    def on_link(name: str) -> None:
+        result.skipped_links += 1
+        report("link", name)
+
+    def warn(message: str) -> None:
+        result.skipped += 1
+        report("skipped", message)
+
+    target = target_for(media_storage(), replace=plan.replace, warn=warn)
+    result.removed_partials = target.prepare()
     stream, digest = _open_archive(plan)
     try:
-        for member in tar.files(stream):
-            if target.exists(member.name):
-                if not plan.replace:
-                    result.kept.append(member.name)
-                    continue
-                target.delete(member.name)
-            saved = target.save(member.name, File(_Exact(member.content, member.size), name=member.name))
-            if saved != member.name:
-                raise StorageError(
-                    f"The media storage saved {member.name!r} as {saved!r} instead of replacing it; "
-                    f"{len(result.written)} file(s) were restored before this one."
-                )
-            result.written.append(member.name)
+        for member in tar.files(stream, on_link):
+            try:
+                outcome = target.write(member.name, member.content, member.size)
+            except StorageError as exc:
+                done = f"{result.written} file(s) were restored before this one."
+                raise StorageError(f"{str(exc).rstrip('.')}. {done}") from exc
+            if outcome == WRITTEN:
+                result.written += 1
+            elif outcome == KEPT:
+                result.kept += 1
+                report("kept", member.name)
         while stream.read(CHUNK_SIZE):
             pass
     finally:
@@ -291,28 +322,12 @@ def execute_media_restore(plan: MediaRestorePlan, *, sender: type | None = None)
         signals.post_media_restore,
         "post_media_restore",
         sender,
-        f"{len(result.written)} media file(s) were restored from {plan.filename}",
+        f"{result.written} media file(s) were restored from {plan.filename}",
         filename=plan.filename,
         servername=plan.servername,
         storage=plan.storage,
     )
     return result
-
-
-class _Exact(io.RawIOBase):
-    """A member's content as a read-only, non-seekable file of known size, for any storage."""
-
-    def __init__(self, content: BinaryIO, size: int) -> None:
-        self._content = content
-        self.size = size
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        data = self._content.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
 
 
 def restore_media(*, sender: type | None = None, **options: Any) -> MediaRestoreResult:

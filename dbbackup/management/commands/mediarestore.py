@@ -54,7 +54,7 @@ class Command(BaseDbBackupCommand):
             plan.passphrase = self.ask_passphrase(plan.filename)
         if options.get("verify_only"):
             files, links = pipeline.verify_media_backup(plan)
-            skipped = f"; {len(links)} link(s) would be skipped" if links else ""
+            skipped = f"; {links} link(s) would be skipped" if links else ""
             self.say(f"{plan.filename} is readable and safe: {files} file(s){skipped}.", self.style.SUCCESS)
             return
         mode = "replacing existing files" if plan.replace else "keeping existing files"
@@ -62,12 +62,19 @@ class Command(BaseDbBackupCommand):
         if not self.confirm():
             self.say("Restore cancelled; nothing was changed.")
             return
-        result = pipeline.execute_media_restore(plan, sender=type(self))
-        for name in result.kept:
-            self.say(f"Kept existing {name} (use -r/--replace to overwrite)")
-        for name in result.skipped_links:
-            self.stderr.write(self.style.WARNING(f"Skipped link {name}: storages hold files only"))
+        result = pipeline.execute_media_restore(plan, sender=type(self), report=self._report)
+        if result.removed_partials:
+            self.say(f"Removed {result.removed_partials} temporary file(s) left by an interrupted restore")
+        skipped = f"; skipped {result.skipped}" if result.skipped else ""
         self.say(
-            f"Restored {len(result.written)} media file(s) from {plan.filename}; kept {len(result.kept)}.",
+            f"Restored {result.written} media file(s) from {plan.filename}; kept {result.kept}{skipped}.",
             self.style.SUCCESS,
         )
+
+    def _report(self, event: str, name: str) -> None:
+        if event == "kept":
+            self.say(f"Kept existing {name} (use -r/--replace to overwrite)")
+        elif event == "link":
+            self.stderr.write(self.style.WARNING(f"Skipped link {name}: storages hold files only"))
+        else:
+            self.stderr.write(self.style.WARNING(name))

@@ -1,0 +1,192 @@
+"""Which files of the media storage a backup archives, and how each one is opened.
+
+Two sources, chosen by :func:`source_for`:
+
+- :class:`StorageSource`, for any Django storage: the storage's ``listdir()`` walk and its
+  ``open()``; a file that vanished between the listing and its turn is skipped with a warning.
+- :class:`LocalSource`, for a stock ``FileSystemStorage``: the folder is walked on disk so the
+  backup can see what a storage API hides. Only regular files are archived: a FIFO, socket or
+  device is skipped with a warning and never opened (opening a FIFO waits for a writer
+  forever). A symbolic link is followed only while it stays inside the media folder; a link
+  that leads out of it, or back into a folder being walked (a loop), is skipped with a warning.
+
+Both skip the temporary names a media restore writes (:func:`is_partial`), so a restore
+killed half-way never puts its debris into the next backup.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import posixpath
+import re
+import stat
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from django.core.files.storage import FileSystemStorage
+from django.core.files.storage import Storage as DjangoStorage
+
+logger = logging.getLogger("dbbackup")
+
+#: ``.NAME.dbbackup-partial-XXXXXXXX``: a media file being restored, not yet complete.
+PARTIAL_PATTERN = re.compile(r"\..+\.dbbackup-partial-[0-9a-f]{8}")
+
+
+def is_partial(name: str) -> bool:
+    """Whether ``name`` (a path or a base name) is a temporary name of a media restore."""
+    return PARTIAL_PATTERN.fullmatch(posixpath.basename(name)) is not None
+
+
+def is_local(storage: DjangoStorage) -> bool:
+    """Whether ``storage`` is a ``FileSystemStorage`` that reads and writes files as Django does.
+
+    A subclass that overrides ``_open`` or ``_save`` (to transform or rename files) is treated
+    like any other storage and used through its API only.
+    """
+    cls = storage.__class__  # the wrapped class, for a LazyObject such as default_storage
+    return (
+        issubclass(cls, FileSystemStorage)
+        and cls._open is FileSystemStorage._open
+        and cls._save is FileSystemStorage._save
+        and cls.path is FileSystemStorage.path
+    )
+
+
+class StorageSource:
+    """The files of any Django storage, through its API."""
+
+    def __init__(self, storage: DjangoStorage) -> None:
+        self.storage = storage
+
+    def names(self, path: str = "") -> Iterator[str]:
+        """Every file name below ``path``, in a stable (sorted) order: files, then folders."""
+        try:
+            directories, files = self.storage.listdir(path)
+        except FileNotFoundError:
+            return
+        for name in sorted(files):
+            if not is_partial(name):
+                yield posixpath.join(path, name) if path else name
+        for directory in sorted(directories):
+            yield from self.names(posixpath.join(path, directory) if path else directory)
+
+    def open(self, name: str) -> tuple[BinaryIO, int] | None:
+        """``(file, size)`` of ``name``, or ``None`` (with a warning) when it must be skipped."""
+        try:
+            handle = self.storage.open(name, "rb")
+        except FileNotFoundError:
+            logger.warning("Skipped media file %s: it was deleted while the backup ran", name)
+            return None
+        size = handle.size if handle.size is not None else self.storage.size(name)
+        return handle, size
+
+
+_KINDS = {
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+}
+
+
+def _kind(mode: int) -> str:
+    return _KINDS.get(stat.S_IFMT(mode), "not a regular file")
+
+
+class LocalSource(StorageSource):
+    """The regular files of a ``FileSystemStorage`` folder, walked on disk."""
+
+    def __init__(self, storage: DjangoStorage) -> None:
+        super().__init__(storage)
+        self.root = os.path.realpath(storage.location)
+
+    def _inside(self, real: str) -> bool:
+        return real == self.root or real.startswith(self.root.rstrip(os.sep) + os.sep)
+
+    def names(self, path: str = "") -> Iterator[str]:
+        try:
+            root_stat = os.stat(self.root)
+        except FileNotFoundError:
+            return
+        yield from self._walk("", {(root_stat.st_dev, root_stat.st_ino)})
+
+    def _walk(self, path: str, ancestors: set[tuple[int, int]]) -> Iterator[str]:
+        folder = os.path.join(self.root, path) if path else self.root
+        try:
+            with os.scandir(folder) as entries:
+                listed = sorted((entry.name, entry.is_symlink()) for entry in entries)
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        folders = []
+        for base, is_link in listed:
+            name = posixpath.join(path, base) if path else base
+            full = os.path.join(folder, base)
+            if is_partial(base):
+                continue
+            try:
+                if is_link:
+                    real = os.path.realpath(full)
+                    if not self._inside(real):
+                        logger.warning(
+                            "Skipped media link %s: it points outside the media folder (%s)", name, real
+                        )
+                        continue
+                    info = os.stat(full)
+                else:
+                    info = os.lstat(full)
+            except FileNotFoundError:
+                if is_link:
+                    logger.warning("Skipped media link %s: its target does not exist", name)
+                continue
+            if stat.S_ISREG(info.st_mode):
+                yield name
+            elif stat.S_ISDIR(info.st_mode):
+                folders.append((name, info))
+            else:
+                logger.warning(
+                    "Skipped media file %s: it is %s, not a regular file", name, _kind(info.st_mode)
+                )
+        for name, info in folders:
+            key = (info.st_dev, info.st_ino)
+            if key in ancestors:
+                logger.warning("Skipped media link %s: it leads back into a folder above it (a loop)", name)
+                continue
+            yield from self._walk(name, ancestors | {key})
+
+    def open(self, name: str) -> tuple[BinaryIO, int] | None:
+        """Open ``name`` without following a link out of the folder and without blocking.
+
+        The checks of the walk are made again on the opened file: the folder may have changed
+        since (a file replaced by a FIFO or by a link pointing elsewhere).
+        """
+        real = os.path.realpath(os.path.join(self.root, name))
+        if not self._inside(real):
+            logger.warning("Skipped media link %s: it points outside the media folder (%s)", name, real)
+            return None
+        nonblocking = getattr(os, "O_NONBLOCK", 0)
+        flags = os.O_RDONLY | nonblocking | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+        try:
+            fd = os.open(real, flags)
+        except FileNotFoundError:
+            logger.warning("Skipped media file %s: it was deleted while the backup ran", name)
+            return None
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            logger.warning("Skipped media link %s: it was replaced by a link while the backup ran", name)
+            return None
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            os.close(fd)
+            logger.warning("Skipped media file %s: it is %s, not a regular file", name, _kind(info.st_mode))
+            return None
+        if nonblocking:
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb"), info.st_size
+
+
+def source_for(storage: DjangoStorage) -> StorageSource:
+    """The source that reads ``storage``: on disk for a stock ``FileSystemStorage``."""
+    return LocalSource(storage) if is_local(storage) else StorageSource(storage)
