@@ -78,3 +78,15 @@ def test_a_failure_exits_non_zero_for_cron(tmp_path):
     returncode, shown = run_on_a_terminal(tmp_path, "dbrestore", "-d", "default", "--noinput")
     assert returncode == 1
     assert "CommandError: There is no backup" in shown
+
+
+def test_mediarestore_shows_a_bar_too(tmp_path):
+    media = tmp_path / "media"
+    media.mkdir()
+    (media / "photo.jpg").write_bytes(b"\xff" * 300_000)
+    returncode, shown = run_on_a_terminal(tmp_path, "mediabackup", "-q")
+    assert returncode == 0, shown
+    returncode, shown = run_on_a_terminal(tmp_path, "mediarestore", "--noinput", "-r")
+    assert returncode == 0, shown
+    assert "mediarestore:" in shown
+    assert "300.0 KiB at " in shown

@@ -234,7 +234,9 @@ def plan_media_restore(
     )
 
 
-def _open_archive(plan: MediaRestorePlan) -> tuple[BinaryIO, DigestReader]:
+def _open_archive(
+    plan: MediaRestorePlan, progress: Callable[[int], object] | None = None
+) -> tuple[BinaryIO, DigestReader]:
     raw = open(plan.filename, "rb") if plan.local else plan.storage.read_file(plan.filename)  # noqa: SIM115
     return open_stages(
         raw,
@@ -243,6 +245,7 @@ def _open_archive(plan: MediaRestorePlan) -> tuple[BinaryIO, DigestReader]:
         encrypted=plan.encrypted,
         compression=plan.compression,
         passphrase=plan.passphrase,
+        progress=progress,
     )
 
 
@@ -266,7 +269,11 @@ def _ignore(_event: str, _name: str) -> None:
 
 
 def execute_media_restore(
-    plan: MediaRestorePlan, *, sender: type | None = None, report: Report | None = None
+    plan: MediaRestorePlan,
+    *,
+    sender: type | None = None,
+    report: Report | None = None,
+    progress: Callable[[int], object] | None = None,
 ) -> MediaRestoreResult:
     """Verify the archive, then write its files into the media storage.
 
@@ -275,7 +282,7 @@ def execute_media_restore(
     leaves every file either as it was or as archived; an old version is never deleted before
     its replacement is complete. Temporary files left by an earlier, killed restore are removed
     first. A file the storage would save under another name is an error, never a silent
-    rename.
+    rename. ``progress(n)`` is called as the stored bytes of the writing pass are read.
     """
     sender = sender or default_sender("mediarestore")
     report = report or _ignore
@@ -300,7 +307,7 @@ def execute_media_restore(
 
     target = target_for(media_storage(), replace=plan.replace, warn=warn)
     result.removed_partials = target.prepare()
-    stream, digest = _open_archive(plan)
+    stream, digest = _open_archive(plan, progress)
     try:
         for member in tar.files(stream, on_link):
             try:

@@ -62,18 +62,23 @@ class Command(BaseDbBackupCommand):
         if not self.confirm():
             self.say("Restore cancelled; nothing was changed.")
             return
-        result = pipeline.execute_media_restore(plan, sender=type(self), report=self._report)
+        with self.progress("mediarestore") as progress:
+            result = pipeline.execute_media_restore(
+                plan, sender=type(self), report=self._report, progress=progress
+            )
         if result.removed_partials:
             self.say(f"Removed {result.removed_partials} temporary file(s) left by an interrupted restore")
         skipped = f"; skipped {result.skipped}" if result.skipped else ""
+        kept = f"; kept {result.kept} existing file(s) (-r/--replace overwrites them)" if result.kept else ""
         self.say(
-            f"Restored {result.written} media file(s) from {plan.filename}; kept {result.kept}{skipped}.",
+            f"Restored {result.written} media file(s) from {plan.filename}{kept}{skipped}.",
             self.style.SUCCESS,
         )
 
     def _report(self, event: str, name: str) -> None:
         if event == "kept":
-            self.say(f"Kept existing {name} (use -r/--replace to overwrite)")
+            if self.verbosity >= 2:  # one line per file only when asked: the summary counts them
+                self.say(f"Kept existing {name}")
         elif event == "link":
             self.stderr.write(self.style.WARNING(f"Skipped link {name}: storages hold files only"))
         else:
