@@ -73,6 +73,13 @@ def backup_database(
     storage = storage or get_storage()
     sender = sender or default_sender("dbbackup")
     effective_servername = servername or settings.HOSTNAME
+    extension = connector.extension + (f".{codec.suffix}" if codec else "") + (".gpg" if encrypt else "")
+    if not (output_filename or output_path):
+        names.check_naming("db", database, effective_servername, extension)
+    if clean and not output_path:
+        retention.check_keep_filter(
+            output_filename or names.generate_filename(extension, database, effective_servername)
+        )
 
     signals.send_pre(
         signals.pre_backup,
@@ -83,7 +90,6 @@ def backup_database(
         servername=effective_servername,
     )
     base_metadata = manifest.base_metadata(connector.settings["ENGINE"], connector.path())
-    extension = connector.extension + (f".{codec.suffix}" if codec else "") + (".gpg" if encrypt else "")
     started = names.now()
     filename = output_filename or names.generate_filename(
         extension, database, effective_servername, when=started
