@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from dbbackup import manifest, names, retention, settings, signals
+from dbbackup import manifest, names, retention, schema, settings, signals
 from dbbackup.db.base import check_alias, get_connector
 from dbbackup.exceptions import DbbackupError
 from dbbackup.pipeline._common import (
@@ -100,6 +100,7 @@ def backup_database(
             extension, database, effective_servername, when=started + timedelta(seconds=seconds)
         )
 
+    migrations = schema.applied_migrations(database, connector.settings)
     connector.stream_compressed = codec is not None
     filename, local_path, digest = store(
         encode(connector.create_dump(), codec, encrypt),
@@ -120,6 +121,7 @@ def backup_database(
         compression=codec.name if codec else None,
         encrypted=encrypt,
         exclude=connector.exclude,
+        migrations=migrations,
     )
     write_metadata(storage, filename, local_path, metadata)
     result = BackupResult(
