@@ -371,22 +371,10 @@ def check_naming(
             "so they could not be told apart; include at least the year, month and day, as the "
             "default '%Y-%m-%d-%H%M%S' does."
         )
-    template, setting = _template(content_type), _template_setting(content_type)
-    if content_type == "db":
-        database = database_name_for_filename(database)
+    setting = _template_setting(content_type)
     rendered = [
-        _render(
-            template,
-            {
-                "databasename": database if content_type == "db" else "",
-                "servername": servername or settings.HOSTNAME,
-                "datetime": date,
-                "extension": extension,
-                "content_type": content_type,
-            },
-            setting,
-        )
-        for date in dates
+        generate_filename(extension, database, servername, content_type, when=moment)
+        for moment in _SAMPLE_MOMENTS
     ]
     if len(set(rendered)) < len(rendered):
         raise DbbackupConfigurationError(
