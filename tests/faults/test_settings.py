@@ -292,9 +292,9 @@ FUTURE = ("auth", "9999_from_newer_code")
 
 
 @pytest.fixture
-def migrations_table():
+def migrations_table(request):
     """The rows of django_migrations as they were, put back after the test."""
-    connection = connections["default"]
+    connection = connections[getattr(request, "param", "default")]
     with connection.cursor() as cursor:
         cursor.execute("SELECT app, name FROM django_migrations")
         original = set(cursor.fetchall())
@@ -322,7 +322,7 @@ def backup_with_future_migration(connection, backup_dir) -> str:
         "INSERT INTO django_migrations (app, name, applied) VALUES (%s, %s, CURRENT_TIMESTAMP)",
         list(FUTURE),
     )
-    call_command("dbbackup", "-d", "default", "--noinput", "-q")
+    call_command("dbbackup", "-d", connection.alias, "--noinput", "-q")
     _execute(connection, "DELETE FROM django_migrations WHERE app = %s AND name = %s", list(FUTURE))
     [sidecar] = backup_dir.glob("*.metadata")
     assert FUTURE[1] in manifest.recorded_migrations(json.loads(sidecar.read_text()))["auth"]
@@ -394,3 +394,30 @@ def test_no_record_when_the_connector_dumps_another_database(settings, migration
     assert schema.applied_migrations("default") is not None
     other = {**connections.settings["default"], "NAME": "/elsewhere.sqlite3"}
     assert schema.applied_migrations("default", other) is None
+
+
+@pytest.mark.parametrize(
+    "migrations_table",
+    [
+        pytest.param(
+            alias,
+            marks=[
+                getattr(pytest.mark, marker),
+                pytest.mark.django_db(transaction=True, databases=["default", alias]),
+            ],
+            id=alias,
+        )
+        for alias, marker in (("postgres", "postgres"), ("mysql", "mysql"))
+    ],
+    indirect=True,
+)
+def test_a_server_backup_from_newer_code_is_refused(backup_dir, migrations_table):
+    alias = migrations_table.alias
+    backup_with_future_migration(migrations_table, backup_dir)
+    add_known_data(alias)
+    before = fingerprint(alias)
+    with pytest.raises(CommandError, match="auth.9999_from_newer_code"):
+        call_command("dbrestore", "-d", alias, "--noinput", "-q")
+    assert fingerprint(alias) == before
+    call_command("dbrestore", "-d", alias, "--noinput", "-q", "--allow-unknown-migrations")
+    assert fingerprint(alias) != before  # the backup (without the new rows) is back
