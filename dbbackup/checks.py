@@ -36,6 +36,8 @@ def _template_problem(name: str, check_id: str) -> list:
 def check_settings(app_configs=None, **kwargs) -> list:
     """Check the dbbackup settings that a typo would silently break."""
     problems: list = []
+    if not settings.HOSTNAME:
+        problems.append(W001)
     problems += _template_problem("FILENAME_TEMPLATE", "dbbackup.W003")
     problems += _template_problem("MEDIA_FILENAME_TEMPLATE", "dbbackup.W004")
     try:
@@ -48,8 +50,6 @@ def check_settings(app_configs=None, **kwargs) -> list:
                 names.check_naming(content_type, extension="tar" if content_type == "media" else "dump")
             except DbbackupConfigurationError as exc:
                 problems.append(Error(str(exc), id="dbbackup.E007"))
-    if not settings.HOSTNAME:
-        problems.insert(0, W001)
     for legacy in ("DBBACKUP_STORAGE", "DBBACKUP_STORAGE_OPTIONS"):
         if hasattr(django_settings, legacy):
             in_use = (

@@ -382,6 +382,11 @@ def check_naming(
             "backup would replace or block the one before; put {datetime} in it."
         )
     if not rendered[0] or rendered[0].endswith("/") or parse(rendered[0], content_type) is None:
+        if not (servername or settings.HOSTNAME):
+            raise DbbackupConfigurationError(
+                "The server name is empty (DBBACKUP_HOSTNAME is empty and no -s/--servername was "
+                f"given), so the backup's name {rendered[0]!r} could not be read back; set one."
+            )
         raise DbbackupConfigurationError(
             f"{setting} gives names such as {rendered[0]!r} that dbbackup cannot recognise as "
             f"{content_type} backups, so restore, listbackups and cleanup would not find them; keep "

@@ -421,3 +421,40 @@ def test_a_server_backup_from_newer_code_is_refused(backup_dir, migrations_table
     assert fingerprint(alias) == before
     call_command("dbrestore", "-d", alias, "--noinput", "-q", "--allow-unknown-migrations")
     assert fingerprint(alias) != before  # the backup (without the new rows) is back
+
+
+def test_an_empty_hostname_is_named_when_it_makes_names_unreadable(backup_dir):
+    result = run_command(
+        "dbbackup", "-d", "default", "--noinput", "-q", settings=child_settings(DBBACKUP_HOSTNAME="")
+    )
+    assert_one_line_error(result, "DBBACKUP_HOSTNAME is empty")
+    assert files(backup_dir) == []
+    assert (
+        run_command(
+            "dbbackup",
+            "-d",
+            "default",
+            "-s",
+            "web1",
+            "--noinput",
+            "-q",
+            settings=child_settings(DBBACKUP_HOSTNAME=""),
+        ).returncode
+        == 0
+    )
+
+
+def test_an_unforeseen_error_is_one_line_and_traceback_shows_it(backup_dir, monkeypatch):
+    from dbbackup import pipeline
+
+    def broken(*args, **kwargs):
+        raise TypeError("something nobody foresaw")
+
+    monkeypatch.setattr(pipeline, "backup_database", broken)
+    with pytest.raises(CommandError) as caught:
+        call_command("dbbackup", "-d", "default", "--noinput", "-q")
+    assert str(caught.value) == (
+        "TypeError: something nobody foresaw (unexpected; run with --traceback to see where)"
+    )
+    with pytest.raises(TypeError):
+        call_command("dbbackup", "-d", "default", "--noinput", "-q", "--traceback")
