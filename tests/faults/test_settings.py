@@ -458,3 +458,20 @@ def test_an_unforeseen_error_is_one_line_and_traceback_shows_it(backup_dir, monk
     )
     with pytest.raises(TypeError):
         call_command("dbbackup", "-d", "default", "--noinput", "-q", "--traceback")
+
+
+def test_squashed_migrations_count_for_what_they_replace(monkeypatch):
+    from types import SimpleNamespace
+
+    from dbbackup import schema
+
+    squash = SimpleNamespace(replaces=[("shop", "0001_initial"), ("shop", "0002_price")])
+    disk = {("shop", "0001_0002_squashed"): squash, ("shop", "0003_discount"): SimpleNamespace(replaces=[])}
+    monkeypatch.setattr(schema, "_disk_migrations", lambda: (disk, {"shop"}))
+    # an old database: the replaced migrations, whose files were deleted after squashing
+    old = schema.compare({"shop": ["0001_initial", "0002_price"]})
+    assert old.unknown == []
+    assert old.missing == ["shop.0003_discount"]
+    newer = schema.compare({"shop": ["0001_0002_squashed", "0003_discount", "0004_coupon"], "gone": ["0001"]})
+    assert newer.unknown == ["shop.0004_coupon"]
+    assert newer.missing == []
