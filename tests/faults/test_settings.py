@@ -475,3 +475,23 @@ def test_squashed_migrations_count_for_what_they_replace(monkeypatch):
     newer = schema.compare({"shop": ["0001_0002_squashed", "0003_discount", "0004_coupon"], "gone": ["0001"]})
     assert newer.unknown == ["shop.0004_coupon"]
     assert newer.missing == []
+
+
+def test_a_failing_chmod_leaves_no_backup_without_its_sidecar(backup_dir, settings, monkeypatch):
+    import os
+
+    from dbbackup import storage
+
+    settings.STORAGES["dbbackup"]["OPTIONS"]["file_permissions_mode"] = 0o640
+    real_chmod = os.chmod
+
+    def chmod(path, mode, *args, **kwargs):
+        if mode == 0o640:
+            raise PermissionError(1, "Operation not permitted", str(path))
+        return real_chmod(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(storage.os, "chmod", chmod)
+    with pytest.raises(CommandError, match="PermissionError"):
+        call_command("dbbackup", "-d", "default", "--noinput", "-q")
+    assert [name for name in files(backup_dir) if not name.startswith(".")] == []
+    assert debris(backup_dir) == []
