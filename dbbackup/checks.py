@@ -44,6 +44,12 @@ def check_settings(app_configs=None, **kwargs) -> list:
         names.datefmt_to_regex()
     except DbbackupConfigurationError as exc:
         problems.append(Warning(str(exc), id="dbbackup.W005"))
+    if not problems:  # what a backup would refuse: colliding dates or names, unreadable names
+        for content_type in names.CONTENT_TYPES:
+            try:
+                names.check_naming(content_type, extension="tar" if content_type == "media" else "dump")
+            except DbbackupConfigurationError as exc:
+                problems.append(Error(str(exc), id="dbbackup.E007"))
     for legacy in ("DBBACKUP_STORAGE", "DBBACKUP_STORAGE_OPTIONS"):
         if hasattr(django_settings, legacy):
             in_use = (

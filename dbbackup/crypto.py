@@ -223,16 +223,34 @@ def _stderr_tail(result: Any, secrets: tuple[str, ...] = (), lines: int = 6) -> 
     return redact("\n".join(useful[-lines:]), secrets)
 
 
+def configured_recipients() -> list[str]:
+    """``DBBACKUP_GPG_RECIPIENT`` as a list (empty when unset).
+
+    It must be a key id, fingerprint or e-mail string, or a list/tuple of them; anything else
+    (a number, a dict) is a configuration error naming the setting.
+    """
+    recipient = settings.GPG_RECIPIENT
+    if recipient is None or recipient == "":
+        return []
+    wanted = list(recipient) if isinstance(recipient, list | tuple) else [recipient]
+    if not wanted or not all(isinstance(item, str) and item.strip() for item in wanted):
+        raise DbbackupConfigurationError(
+            "DBBACKUP_GPG_RECIPIENT must be the key id, fingerprint or e-mail of a public key (a "
+            f"string), or a list of them, not {type(recipient).__name__} {recipient!r}."
+        )
+    return wanted
+
+
 def check_can_encrypt() -> list[str]:
     """The recipients to encrypt to; raises a configuration error when encryption cannot work."""
     _gnupg()
-    recipient = settings.GPG_RECIPIENT
-    if not recipient:
+    recipients = configured_recipients()
+    if not recipients:
         raise DbbackupConfigurationError(
             "Encryption (-e) needs DBBACKUP_GPG_RECIPIENT: the key id, fingerprint or e-mail of the "
             "public key to encrypt to."
         )
-    return list(recipient) if isinstance(recipient, list | tuple) else [recipient]
+    return recipients
 
 
 def encrypt(stream: BinaryIO, *, compressed: bool = False) -> GpgStream:

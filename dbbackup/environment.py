@@ -36,8 +36,14 @@ def connector_tools(connector) -> list[str]:
 
 
 def missing_tools() -> list[Finding]:
+    from dbbackup.exceptions import DbbackupConfigurationError
+
+    try:
+        aliases = settings.database_aliases()
+    except DbbackupConfigurationError as exc:
+        return [Finding("dbbackup.E005", str(exc))]
     findings = []
-    for alias in settings.DATABASES:
+    for alias in aliases:
         try:
             connector = get_connector(alias)
         except Exception as exc:
@@ -56,16 +62,19 @@ def missing_tools() -> list[Finding]:
 
 
 def gpg_recipient_problems() -> list[Finding]:
-    recipient = settings.GPG_RECIPIENT
-    if not recipient:
+    from dbbackup import crypto
+    from dbbackup.exceptions import DbbackupConfigurationError
+
+    try:
+        wanted = crypto.configured_recipients()
+    except DbbackupConfigurationError as exc:
+        return [Finding("dbbackup.E006", str(exc))]
+    if not wanted:
         return []
     try:
-        from dbbackup import crypto
-
         keys = crypto.make_gpg().list_keys()
     except Exception as exc:
         return [Finding("dbbackup.W021", f"DBBACKUP_GPG_RECIPIENT is set but gpg cannot be used: {exc}")]
-    wanted = [recipient] if isinstance(recipient, str) else list(recipient)
     known = []
     for key in keys:
         known += [key.get("fingerprint", ""), key.get("keyid", ""), *key.get("uids", [])]

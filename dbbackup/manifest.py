@@ -9,10 +9,13 @@ other keys), so sidecars written here work there and the other way round::
      "dbbackup": {"format": 1, "version": "...", "created": "2026-11-21T23:59:00+00:00",
                   "content_type": "db", "database": "default", "servername": "web1",
                   "size": 1234, "sha256": "...",
-                  "compression": "gzip" | null, "encrypted": false, "django": "5.2.19"}}
+                  "compression": "gzip" | null, "encrypted": false, "django": "5.2.19",
+                  "migrations": {"auth": ["0001_initial", ...], ...}}}
 
 ``dbbackup.size`` and ``dbbackup.sha256`` describe the stored bytes (after compression and
-encryption); restore checks them while it streams.
+encryption); restore checks them while it streams. ``dbbackup.migrations`` (database backups
+only, absent when unknown) lists the migrations applied in the database, per app; restore
+compares them with the code's (:mod:`dbbackup.schema`).
 """
 
 from __future__ import annotations
@@ -90,25 +93,36 @@ def complete(
     compression: str | None,
     encrypted: bool,
     exclude: list[str] | None = None,
+    migrations: Mapping[str, list[str]] | None = None,
 ) -> dict[str, Any]:
-    """Add dbbackup's own record of the stored bytes under the ``dbbackup`` key."""
-    return {
-        **metadata,
-        KEY: {
-            "format": FORMAT_VERSION,
-            "version": dbbackup.__version__,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "content_type": content_type,
-            "database": database,
-            "servername": servername,
-            "size": size,
-            "sha256": sha256,
-            "compression": compression,
-            "encrypted": encrypted,
-            "exclude": list(exclude or []),
-            "django": django.get_version(),
-        },
+    """Add dbbackup's own record of the stored bytes under the ``dbbackup`` key.
+
+    ``migrations`` (``{app: [applied migration names]}``, see :mod:`dbbackup.schema`) is
+    recorded when given, and left out when unknown.
+    """
+    own = {
+        "format": FORMAT_VERSION,
+        "version": dbbackup.__version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "content_type": content_type,
+        "database": database,
+        "servername": servername,
+        "size": size,
+        "sha256": sha256,
+        "compression": compression,
+        "encrypted": encrypted,
+        "exclude": list(exclude or []),
+        "django": django.get_version(),
     }
+    if migrations is not None:
+        own["migrations"] = {app: list(names) for app, names in migrations.items()}
+    return {**metadata, KEY: own}
+
+
+def recorded_migrations(metadata: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """The migrations applied in the backed-up database, when the sidecar recorded them."""
+    value = record(metadata).get("migrations")
+    return value if isinstance(value, Mapping) else None
 
 
 def dumps(metadata: Mapping[str, Any]) -> bytes:

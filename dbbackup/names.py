@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -55,9 +55,20 @@ _DATE_TOKEN_PATTERNS = {
 _RUNS_OF_DASHES = re.compile(r"-{2,}")
 
 
+def date_format() -> str:
+    """``DBBACKUP_DATE_FORMAT``, refused with a clear error unless it is a string."""
+    fmt = settings.DATE_FORMAT
+    if not isinstance(fmt, str):
+        raise DbbackupConfigurationError(
+            f"DBBACKUP_DATE_FORMAT must be a strftime format string such as '%Y-%m-%d-%H%M%S', "
+            f"not {type(fmt).__name__} {fmt!r}."
+        )
+    return fmt
+
+
 def datefmt_to_regex(fmt: str | None = None) -> re.Pattern[str]:
     """A pattern with one group matching dates written with ``fmt`` (``DATE_FORMAT``)."""
-    return re.compile(f"({_date_fragment(fmt or settings.DATE_FORMAT)})")
+    return re.compile(f"({_date_fragment(fmt or date_format())})")
 
 
 def _date_fragment(fmt: str) -> str:
@@ -87,6 +98,11 @@ def now() -> datetime:
     return timezone.localtime() if timezone.is_aware(timezone.now()) else datetime.now()
 
 
+def _template_setting(content_type: str) -> str:
+    name = "MEDIA_FILENAME_TEMPLATE" if content_type == "media" else "FILENAME_TEMPLATE"
+    return settings.SETTING_NAMES[name]
+
+
 def _template(content_type: str) -> str | Callable[..., str]:
     name = "MEDIA_FILENAME_TEMPLATE" if content_type == "media" else "FILENAME_TEMPLATE"
     template = settings.get(name)
@@ -98,20 +114,28 @@ def _template(content_type: str) -> str | Callable[..., str]:
     return template
 
 
-def _render(template: str | Callable[..., str], fields: dict[str, str]) -> str:
+def _render(
+    template: str | Callable[..., str], fields: dict[str, str], setting: str = "The filename template"
+) -> str:
+    """Render a template; any failure is a configuration error naming ``setting``."""
     if callable(template):
-        name = template(**fields)
+        try:
+            name = template(**fields)
+        except Exception as exc:
+            raise DbbackupConfigurationError(
+                f"{setting} (a callable) raised {type(exc).__name__}: {exc}"
+            ) from exc
         if not isinstance(name, str):
             raise DbbackupConfigurationError(
-                f"The filename template callable returned {type(name).__name__}, not a string."
+                f"{setting} (a callable) returned {type(name).__name__}, not a string."
             )
         return name
     try:
         name = template.format(**fields)
-    except (KeyError, IndexError, ValueError) as exc:
+    except Exception as exc:  # unknown field, {datetime.year}, bad format spec, stray brace
         raise DbbackupConfigurationError(
-            f"The filename template {template!r} is not valid: {exc!r}; it may use "
-            f"{', '.join('{' + f + '}' for f in FIELDS)}."
+            f"{setting} {template!r} cannot be rendered ({type(exc).__name__}: {exc}); it may use "
+            f"these fields, each a plain string: {', '.join('{' + f + '}' for f in FIELDS)}."
         ) from exc
     return _RUNS_OF_DASHES.sub("-", name).removeprefix("-")
 
@@ -133,11 +157,11 @@ def generate_filename(
     fields = {
         "databasename": database_name,
         "servername": servername or settings.HOSTNAME,
-        "datetime": (when or now()).strftime(settings.DATE_FORMAT),
+        "datetime": (when or now()).strftime(date_format()),
         "extension": extension,
         "content_type": content_type,
     }
-    return _render(_template(content_type), fields)
+    return _render(_template(content_type), fields, _template_setting(content_type))
 
 
 @dataclass(frozen=True)
@@ -158,7 +182,7 @@ class ParsedName:
         if self.datestring is None:
             return None
         try:
-            return datetime.strptime(self.datestring, settings.DATE_FORMAT)
+            return datetime.strptime(self.datestring, date_format())
         except ValueError:
             return None
 
@@ -244,7 +268,7 @@ def parse(
         if kind == "media" and database is not None:
             continue  # media backups belong to no database
         dbname = database_name_for_filename(database) if database is not None else None
-        pattern = _pattern_for(_template(kind), settings.DATE_FORMAT, kind, dbname, servername)
+        pattern = _pattern_for(_template(kind), date_format(), kind, dbname, servername)
         if pattern is None:
             if dbname is not None or servername is not None:
                 raise DbbackupConfigurationError(
@@ -278,7 +302,7 @@ def _belongs_to_longer_alias(name: str, kind: str, dbname: str, servername: str 
     for alias in django_settings.DATABASES:
         other = database_name_for_filename(alias)
         if len(other) > len(dbname) and other.startswith(dbname):
-            pattern = _pattern_for(_template(kind), settings.DATE_FORMAT, kind, other, servername)
+            pattern = _pattern_for(_template(kind), date_format(), kind, other, servername)
             if pattern is not None and pattern.regex.match(name):
                 return True
     return False
@@ -312,5 +336,59 @@ def _parse_loosely(name: str, kind: str) -> ParsedName | None:
 
 def template_has_folders(content_type: str) -> bool:
     """Whether names of this content type may contain ``/`` (so storage must be walked)."""
-    pattern = _pattern_for(_template(content_type), settings.DATE_FORMAT, content_type, None, None)
+    pattern = _pattern_for(_template(content_type), date_format(), content_type, None, None)
     return pattern is None or pattern.has_folders
+
+
+#: Moments a backup date must tell apart: a day, a week, a month and a year after the first.
+_SAMPLE_MOMENTS = tuple(
+    datetime(2001, 2, 3, 4, 5, 6) + delta
+    for delta in (timedelta(0), timedelta(days=1), timedelta(days=7), timedelta(days=31), timedelta(days=365))
+)
+
+
+def check_naming(
+    content_type: str = "db",
+    database: str = "default",
+    servername: str | None = None,
+    extension: str = "dump",
+) -> None:
+    """Refuse, before a backup starts, settings under which its name would be wrong.
+
+    ``DBBACKUP_DATE_FORMAT`` must be a string that can be read back from names and that tells
+    apart backups made on different days (``'%Y'`` or ``''`` cannot). The filename template
+    (string or callable) is rendered for several dates: it must not fail, must return a string,
+    must give a different name for each date (so it uses ``{datetime}``), and dbbackup must
+    recognise the name as a backup again (or restore, listing and cleanup would not find it).
+    Raises :class:`~dbbackup.exceptions.DbbackupConfigurationError` naming the setting.
+    """
+    fmt = date_format()
+    datefmt_to_regex(fmt)
+    dates = [moment.strftime(fmt) for moment in _SAMPLE_MOMENTS]
+    if len(set(dates)) < len(dates):
+        raise DbbackupConfigurationError(
+            f"DBBACKUP_DATE_FORMAT = {fmt!r} writes the same date for backups made on different days, "
+            "so they could not be told apart; include at least the year, month and day, as the "
+            "default '%Y-%m-%d-%H%M%S' does."
+        )
+    setting = _template_setting(content_type)
+    rendered = [
+        generate_filename(extension, database, servername, content_type, when=moment)
+        for moment in _SAMPLE_MOMENTS
+    ]
+    if len(set(rendered)) < len(rendered):
+        raise DbbackupConfigurationError(
+            f"{setting} gives backups made on different days the same name ({rendered[0]!r}), so each "
+            "backup would replace or block the one before; put {datetime} in it."
+        )
+    if not rendered[0] or rendered[0].endswith("/") or parse(rendered[0], content_type) is None:
+        if not (servername or settings.HOSTNAME):
+            raise DbbackupConfigurationError(
+                "The server name is empty (DBBACKUP_HOSTNAME is empty and no -s/--servername was "
+                f"given), so the backup's name {rendered[0]!r} could not be read back; set one."
+            )
+        raise DbbackupConfigurationError(
+            f"{setting} gives names such as {rendered[0]!r} that dbbackup cannot recognise as "
+            f"{content_type} backups, so restore, listbackups and cleanup would not find them; keep "
+            "{datetime} and end the name with .{extension}."
+        )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import traceback
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 
 from django.conf import settings as django_settings
@@ -25,29 +25,67 @@ SECRET_KEYS = ("PASSWORD", "ADMIN_PASSWORD")
 
 
 def configured_secrets() -> list[str]:
-    """Every password dbbackup knows of, to be kept out of messages."""
+    """Every password dbbackup knows of, to be kept out of messages.
+
+    Tolerates malformed ``DATABASES`` / ``DBBACKUP_CONNECTORS`` (they are reported elsewhere):
+    this runs on the failure path, where a second error would hide the first.
+    """
     found = []
-    for entries in (getattr(django_settings, "DATABASES", {}), settings.CONNECTORS or {}):
-        for entry in entries.values():
-            if isinstance(entry, dict):
-                found += [str(value) for key, value in entry.items() if key.upper() in SECRET_KEYS and value]
+    for entries in (getattr(django_settings, "DATABASES", {}), settings.CONNECTORS):
+        for entry in entries.values() if isinstance(entries, Mapping) else ():
+            if isinstance(entry, Mapping):
+                found += [
+                    str(value)
+                    for key, value in entry.items()
+                    if isinstance(key, str) and key.upper() in SECRET_KEYS and value
+                ]
     return found
 
 
 def _address(admin: object) -> str | None:
-    if isinstance(admin, (list, tuple)) and len(admin) == 2:
-        return str(admin[1])
-    return str(admin) if admin else None
+    if isinstance(admin, str):  # Django 6 style: a plain address
+        return admin.strip() or None
+    if isinstance(admin, list | tuple) and len(admin) == 2 and isinstance(admin[1], str):
+        return admin[1].strip() or None  # ("name", "address"), as ADMINS was before Django 6
+    logger.warning("Ignoring %r in DBBACKUP_ADMINS: give an e-mail address or a (name, address) pair", admin)
+    return None
 
 
 def recipients() -> list[str]:
-    return [address for address in map(_address, settings.ADMINS or []) if address]
+    """The admins' addresses: from a list of addresses and/or (name, address) pairs.
+
+    A single string is one address (not a list of one-letter addresses).
+    """
+    admins = settings.ADMINS or []
+    if isinstance(admins, str):
+        admins = [admins]
+    elif not isinstance(admins, list | tuple):
+        logger.warning("Ignoring DBBACKUP_ADMINS: it must be a list of e-mail addresses, not %r", admins)
+        return []
+    return [address for address in map(_address, admins) if address]
 
 
 def mail_failure(command: str, error: BaseException, extra_secrets: Iterable[str] = ()) -> bool:
-    """E-mail the admins that ``manage.py <command>`` failed; ``True`` if a mail was sent."""
+    """E-mail the admins that ``manage.py <command>`` failed; ``True`` if a mail was sent.
+
+    Never raises: a broken mail setup or a malformed setting is logged, and the caller goes on
+    to report the original failure.
+    """
+    try:
+        return _mail_failure(command, error, extra_secrets)
+    except Exception as exc:  # one line on the console; the traceback for debug logging
+        logger.warning(
+            "Could not e-mail the failure of %s to the admins: %s: %s", command, type(exc).__name__, exc
+        )
+        logger.debug("Why the failure e-mail was not sent", exc_info=True)
+        return False
+
+
+def _mail_failure(command: str, error: BaseException, extra_secrets: Iterable[str]) -> bool:
+    if not settings.SEND_EMAIL:
+        return False
     to = recipients()
-    if not settings.SEND_EMAIL or not to:
+    if not to:
         return False
     secrets = [*configured_secrets(), *(secret for secret in extra_secrets if secret)]
     first_line = (str(error).splitlines() or [type(error).__name__])[0]
@@ -58,9 +96,5 @@ def mail_failure(command: str, error: BaseException, extra_secrets: Iterable[str
         f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}.\n\n{error}\n\n{details}",
         secrets,
     )
-    try:
-        EmailMessage(subject, body, from_email=settings.SERVER_EMAIL, to=to).send()
-    except Exception:  # a broken mail setup must not hide the original failure
-        logger.exception("Could not e-mail the failure of %s to the admins", command)
-        return False
+    EmailMessage(subject, body, from_email=settings.SERVER_EMAIL, to=to).send()
     return True

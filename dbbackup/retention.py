@@ -142,11 +142,32 @@ def plan(
             seen.append(bucket)
             decision.reasons.append(f"{rule} {len(seen)}/{wanted}")
     for decision in decisions:
-        if keep_filter is not None and keep_filter(decision.entry.name):
+        if keep_filter is not None and ask_keep_filter(keep_filter, decision.entry.name):
             decision.reasons.append("pinned by DBBACKUP_CLEANUP_KEEP_FILTER")
     if decisions and not decisions[0].keep:
         decisions[0].reasons.append("the newest backup is always kept")
     return decisions + [Decision(entry, ["no date to judge it by: never deleted"]) for entry in undated]
+
+
+def ask_keep_filter(keep_filter: Callable[[str], bool], name: str) -> bool:
+    """``keep_filter(name)``; an exception becomes a configuration error naming the setting.
+
+    Every decision is taken before anything is deleted, so when this raises nothing was deleted.
+    """
+    try:
+        return bool(keep_filter(name))
+    except Exception as exc:
+        raise DbbackupConfigurationError(
+            f"DBBACKUP_CLEANUP_KEEP_FILTER raised {type(exc).__name__} for {name!r}: {exc}; "
+            "no backup was deleted."
+        ) from exc
+
+
+def check_keep_filter(sample_name: str) -> None:
+    """Before a backup with cleanup starts: the filter must be importable and accept a name."""
+    keep_filter = settings.callable_setting("CLEANUP_KEEP_FILTER")
+    if keep_filter is not None:
+        ask_keep_filter(keep_filter, sample_name)
 
 
 def prune(

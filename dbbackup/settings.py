@@ -161,3 +161,30 @@ def callable_setting(name: str) -> Callable | None:
     raise DbbackupConfigurationError(
         f"{SETTING_NAMES[name]} must be a callable or the dotted path of one, not {type(value).__name__}."
     )
+
+
+def database_aliases() -> list[str]:
+    """``DBBACKUP_DATABASES`` as a list of aliases (a string is read as a comma-separated list).
+
+    Anything else than a string or a list/tuple of strings is a configuration error, as is an
+    alias that ``DATABASES`` does not define.
+    """
+    from dbbackup.exceptions import DbbackupConfigurationError
+
+    value = get("DATABASES")
+    if isinstance(value, str):
+        aliases = [alias.strip() for alias in value.split(",") if alias.strip()]
+    elif isinstance(value, list | tuple) and all(isinstance(alias, str) for alias in value):
+        aliases = [alias.strip() for alias in value if alias.strip()]
+    else:
+        raise DbbackupConfigurationError(
+            f"DBBACKUP_DATABASES must be a list of database aliases such as ['default'], "
+            f"not {type(value).__name__} {value!r}."
+        )
+    unknown = [alias for alias in aliases if alias not in django_settings.DATABASES]
+    if unknown:
+        raise DbbackupConfigurationError(
+            f"DBBACKUP_DATABASES names {', '.join(map(repr, unknown))}, which DATABASES does not "
+            f"define (it has {', '.join(map(repr, django_settings.DATABASES))})."
+        )
+    return aliases

@@ -100,6 +100,15 @@ class Storage:
         if storage_path is None:
             options = {**options, **configured}
         options = {key.lower(): value for key, value in options.items()}
+        for mode_option in ("file_permissions_mode", "directory_permissions_mode"):
+            mode = options.get(mode_option)
+            if mode is not None and (
+                not isinstance(mode, int) or isinstance(mode, bool) or not 0 <= mode <= 0o7777
+            ):
+                raise DbbackupConfigurationError(
+                    f'STORAGES["{alias}"]["OPTIONS"]["{mode_option}"] must be an octal number such as '
+                    f"0o640, not {type(mode).__name__} {mode!r}."
+                )
         #: A file mode the project chose for this storage; local backups are 0600 otherwise.
         self._explicit_file_mode: int | None = options.get("file_permissions_mode")
         entry = getattr(django_settings, "STORAGES", {}).get(alias)
@@ -206,6 +215,8 @@ class Storage:
                 copy_stream(filehandle, handle.write)
                 handle.flush()
                 os.fsync(handle.fileno())
+            if self._explicit_file_mode is not None:  # the final mode, before the name appears
+                os.chmod(temporary, self._explicit_file_mode)
             for _ in range(10):
                 try:
                     os.link(temporary, target)
@@ -221,8 +232,6 @@ class Storage:
                 raise StorageError(f"No free name for the backup in {self} after ten tries.")
         finally:
             temporary.unlink(missing_ok=True)
-        if self._explicit_file_mode is not None:
-            os.chmod(target, self._explicit_file_mode)
         return filename
 
     def _discard(self, name: str) -> None:

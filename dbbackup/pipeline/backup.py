@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from dbbackup import manifest, names, retention, settings, signals
+from dbbackup import manifest, names, retention, schema, settings, signals
 from dbbackup.db.base import check_alias, get_connector
 from dbbackup.exceptions import DbbackupError
 from dbbackup.pipeline._common import (
@@ -73,6 +73,13 @@ def backup_database(
     storage = storage or get_storage()
     sender = sender or default_sender("dbbackup")
     effective_servername = servername or settings.HOSTNAME
+    extension = connector.extension + (f".{codec.suffix}" if codec else "") + (".gpg" if encrypt else "")
+    if not (output_filename or output_path):
+        names.check_naming("db", database, effective_servername, extension)
+    if clean and not output_path:
+        retention.check_keep_filter(
+            output_filename or names.generate_filename(extension, database, effective_servername)
+        )
 
     signals.send_pre(
         signals.pre_backup,
@@ -83,7 +90,6 @@ def backup_database(
         servername=effective_servername,
     )
     base_metadata = manifest.base_metadata(connector.settings["ENGINE"], connector.path())
-    extension = connector.extension + (f".{codec.suffix}" if codec else "") + (".gpg" if encrypt else "")
     started = names.now()
     filename = output_filename or names.generate_filename(
         extension, database, effective_servername, when=started
@@ -94,6 +100,7 @@ def backup_database(
             extension, database, effective_servername, when=started + timedelta(seconds=seconds)
         )
 
+    migrations = schema.applied_migrations(database, connector.settings)
     connector.stream_compressed = codec is not None
     filename, local_path, digest = store(
         encode(connector.create_dump(), codec, encrypt),
@@ -114,6 +121,7 @@ def backup_database(
         compression=codec.name if codec else None,
         encrypted=encrypt,
         exclude=connector.exclude,
+        migrations=migrations,
     )
     write_metadata(storage, filename, local_path, metadata)
     result = BackupResult(

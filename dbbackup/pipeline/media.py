@@ -88,10 +88,16 @@ def backup_media(
     storage = storage or get_storage()
     sender = sender or default_sender("mediabackup")
     effective_servername = servername or settings.HOSTNAME
+    extension = "tar" + (f".{codec.suffix}" if codec else "")
+    if not (output_filename or output_path):
+        names.check_naming("media", "", effective_servername, extension)
+    if clean and not output_path:
+        retention.check_keep_filter(
+            output_filename or names.generate_filename(extension, "", effective_servername, "media")
+        )
     signals.send_pre(
         signals.pre_media_backup, "pre_media_backup", sender, servername=effective_servername, storage=storage
     )
-    extension = "tar" + (f".{codec.suffix}" if codec else "")
     started = names.now()
 
     def name_at(when: datetime) -> str:

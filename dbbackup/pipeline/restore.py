@@ -15,7 +15,7 @@ from typing import Any, BinaryIO
 
 from django.conf import settings as django_settings
 
-from dbbackup import manifest, settings, signals
+from dbbackup import manifest, schema, settings, signals
 from dbbackup.db.base import BaseDBConnector, check_alias, get_connector
 from dbbackup.exceptions import DbbackupConfigurationError
 from dbbackup.pipeline._common import apply_connector_options, default_sender, locate_backup, open_stages
@@ -42,6 +42,8 @@ class RestorePlan:
     encrypted: bool
     passphrase: str | None = None
     warnings: list[str] = field(default_factory=list)
+    #: What the user should know but need not worry about (e.g. to run ``migrate`` afterwards).
+    notes: list[str] = field(default_factory=list)
 
 
 def plan_restore(
@@ -57,12 +59,16 @@ def plan_restore(
     no_drop: bool = False,
     pg_options: str | None = None,
     storage: Storage | None = None,
+    allow_unknown_migrations: bool = False,
 ) -> RestorePlan:
     """Find the backup to restore and check that it may be restored; change nothing.
 
     Without ``input_filename``/``input_path`` the newest backup of ``database`` is chosen (made
     on ``servername`` if given). ``decrypt`` and ``uncompress`` narrow the choice to encrypted or
     compressed backups; without them any backup qualifies, since both are recognised anyway.
+
+    A backup whose sidecar records migrations this code does not know (made by newer code) is
+    refused unless ``allow_unknown_migrations``; see :mod:`dbbackup.schema`.
     """
     database = _target_database(database)
     storage = storage or get_storage()
@@ -78,8 +84,10 @@ def plan_restore(
     )
     filename, metadata = located.filename, located.metadata
     manifest.check_restorable(metadata, django_settings.DATABASES[database]["ENGINE"], filename)
+    plan_warnings, plan_notes = schema.check_restorable(
+        manifest.recorded_migrations(metadata), filename, database, allow_unknown=allow_unknown_migrations
+    )
 
-    plan_warnings: list[str] = []
     recorded = (metadata or {}).get("connector")
     try:
         connector = get_connector(database, connector_path=recorded if isinstance(recorded, str) else None)
@@ -106,6 +114,7 @@ def plan_restore(
         encrypted=located.encrypted,
         passphrase=passphrase,
         warnings=plan_warnings,
+        notes=plan_notes,
     )
 
 

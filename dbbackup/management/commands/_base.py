@@ -65,6 +65,15 @@ class BaseDbBackupCommand(BaseCommand):
                     raise
                 logger.error("%s failed: %s", self.command_name(), exc)
                 raise CommandError(f"{type(exc).__name__}: {exc}") from exc
+            except CommandError:
+                raise
+            except Exception as exc:  # unforeseen: one line here, the traceback in the log
+                if options.get("traceback"):
+                    raise
+                logger.error("%s failed unexpectedly", self.command_name(), exc_info=True)
+                raise CommandError(
+                    f"{type(exc).__name__}: {exc} (unexpected; run with --traceback to see where)"
+                ) from exc
             except KeyboardInterrupt:
                 # Ctrl-C on the command line: what happened, in one line, and the shell's 130.
                 # Programmatic callers (call_command) get the KeyboardInterrupt itself.

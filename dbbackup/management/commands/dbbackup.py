@@ -7,6 +7,7 @@ from typing import Any
 from django.core.management.base import CommandError
 
 from dbbackup import pipeline, preflight, settings
+from dbbackup.db.base import check_alias
 from dbbackup.management.commands._base import BaseDbBackupCommand
 
 
@@ -58,9 +59,11 @@ class Command(BaseDbBackupCommand):
         return "the backup being written was not stored (backups finished before it are kept)."
 
     def handle(self, *args: Any, **options: Any) -> None:
-        databases = _comma_list(options.get("database")) or _comma_list(settings.DATABASES)
+        databases = _comma_list(options.get("database")) or settings.database_aliases()
         if not databases:
             raise CommandError("No database to back up: DATABASES and DBBACKUP_DATABASES are empty.")
+        for database in databases:  # every alias is checked before the first backup starts
+            check_alias(database)
         if options.get("check"):
             self.report_preflight(databases)
             return

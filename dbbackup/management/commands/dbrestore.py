@@ -38,6 +38,12 @@ class Command(BaseDbBackupCommand):
         )
         parser.add_argument("--pg-options", help="Extra options for pg_restore.")
         parser.add_argument(
+            "--allow-unknown-migrations",
+            action="store_true",
+            help="Restore even a backup whose database has migrations this code does not know "
+            "(made by newer code).",
+        )
+        parser.add_argument(
             "--verify-only",
             action="store_true",
             help="Read the backup through checksum, decryption and decompression; restore nothing.",
@@ -65,6 +71,8 @@ class Command(BaseDbBackupCommand):
             schemas=options.get("schema") or [],
             no_drop=options.get("no_drop", False),
             pg_options=options.get("pg_options"),
+            # checking a newer backup's bytes is harmless: --verify-only restores nothing
+            allow_unknown_migrations=options.get("allow_unknown_migrations") or options.get("verify_only"),
         )
         for warning in plan.warnings:
             self.stderr.write(self.style.WARNING(warning))
@@ -80,6 +88,8 @@ class Command(BaseDbBackupCommand):
                 self.style.SUCCESS,
             )
             return
+        for note in plan.notes:
+            self.say(note)
         self.say(f"Restoring {plan.filename} into database {plan.database!r}")
         if not self.confirm():
             self.say("Restore cancelled; nothing was changed.")

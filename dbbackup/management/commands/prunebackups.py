@@ -62,7 +62,7 @@ class Command(BaseDbBackupCommand):
         kinds = [options["content_type"]] if options.get("content_type") else ["db", "media"]
         aliases = [
             a.strip()
-            for a in (options.get("database") or ",".join(settings.DATABASES)).split(",")
+            for a in (options.get("database") or ",".join(settings.database_aliases())).split(",")
             if a.strip()
         ]
         dry_run = options.get("dry_run", False)
