@@ -72,7 +72,7 @@ def backup_database(
     )
     storage = storage or get_storage()
     sender = sender or default_sender("dbbackup")
-    effective_servername = servername or settings.HOSTNAME
+    effective_servername = names.check_servername(servername or settings.HOSTNAME)
 
     signals.send_pre(
         signals.pre_backup,

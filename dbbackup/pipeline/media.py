@@ -86,7 +86,7 @@ def backup_media(
     )
     storage = storage or get_storage()
     sender = sender or default_sender("mediabackup")
-    effective_servername = servername or settings.HOSTNAME
+    effective_servername = names.check_servername(servername or settings.HOSTNAME)
     signals.send_pre(
         signals.pre_media_backup, "pre_media_backup", sender, servername=effective_servername, storage=storage
     )
