@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from dbbackup import manifest, names, retention, settings, signals
+from dbbackup import leftovers, manifest, names, retention, settings, signals
 from dbbackup.db.base import check_alias, get_connector
 from dbbackup.exceptions import DbbackupError
 from dbbackup.pipeline._common import (
@@ -62,7 +62,8 @@ def backup_database(
 
     Sends ``pre_backup`` before anything is dumped (a raising receiver stops the backup) and
     ``post_backup`` once the backup and its metadata are stored. Whatever fails, no partial
-    backup is left in the storage. ``progress(n)`` is called as stored bytes flow.
+    backup is left in the storage. ``progress(n)`` is called as stored bytes flow. Partial
+    files that killed runs left in the storage are removed first (:mod:`dbbackup.leftovers`).
     """
     check_alias(database)
     connector = get_connector(database)
@@ -94,6 +95,8 @@ def backup_database(
             extension, database, effective_servername, when=started + timedelta(seconds=seconds)
         )
 
+    if not output_path:
+        leftovers.sweep_storage(storage)  # partial uploads of killed runs (see dbbackup.leftovers)
     connector.stream_compressed = codec is not None
     filename, local_path, digest = store(
         encode(connector.create_dump(), codec, encrypt),
