@@ -7,13 +7,19 @@ the earlier backups are untouched, and no debris outlives the run.
 
 from __future__ import annotations
 
+import os
+
 import pytest
+from django.core.files.base import ContentFile
+from django.core.files.storage import InMemoryStorage
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from dbbackup import pipeline, signals
-from tests.faults.support import debris
+from dbbackup.storage import get_storage
+from tests.faults.support import debris, fingerprint, tmpfs, tree_fingerprint
 from tests.helpers import add_known_data
+from tests.testapp.models import Note
 
 PG = pytest.mark.postgres
 pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "postgres"])
@@ -111,3 +117,134 @@ def test_several_failures_are_all_listed_one_line_each(backup_dir, settings):
     assert lines[0].startswith("2 of 2 database backups failed ('default', 'other')")
     assert [line.split(":")[0] for line in lines[1:]] == ["default", "other"]
     assert not backup_dir.exists() or backups_in(backup_dir) == []
+
+
+# -- -O onto an existing backup: the old pair survives a failure ---------------------------------
+
+
+def test_a_failing_sidecar_leaves_the_previous_local_backup_and_sidecar_intact(tmp_path, monkeypatch):
+    add_known_data("default")
+    before = fingerprint("default")
+    path = tmp_path / "site.sqlite3"
+    call_command("dbbackup", "-d", "default", "-O", str(path), "--noinput")
+    old = tree_fingerprint(tmp_path)
+    assert sorted(old) == ["site.sqlite3", "site.sqlite3.metadata"]
+
+    add_known_data("default")  # the next backup differs
+    real_open = os.open
+
+    def no_space_for_sidecars(file, flags, *args, **kwargs):  # the fault, at the OS boundary
+        if ".metadata" in os.fspath(file) and flags & os.O_CREAT:
+            raise OSError(28, "No space left on device")
+        return real_open(file, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", no_space_for_sidecars)
+    with pytest.raises(CommandError, match="No space left on device") as info:
+        call_command("dbbackup", "-d", "default", "-O", str(path), "--noinput")
+    assert "\n" not in str(info.value)
+    assert tree_fingerprint(tmp_path) == old  # neither replaced nor removed, nothing left beside
+    assert debris(tmp_path) == []
+
+    monkeypatch.undo()
+    pipeline.restore_database("default", input_path=str(path))
+    assert fingerprint("default") == before
+
+
+def test_a_directory_in_the_way_of_the_sidecar_changes_nothing(tmp_path):
+    add_known_data("default")
+    path = tmp_path / "site.sqlite3"
+    path.write_bytes(b"the previous backup")
+    (tmp_path / "site.sqlite3.metadata").mkdir()
+    with pytest.raises(CommandError, match="in the way"):
+        call_command("dbbackup", "-d", "default", "-O", str(path), "--noinput")
+    assert path.read_bytes() == b"the previous backup"
+    assert debris(tmp_path) == []
+
+
+def test_o_naming_an_existing_backup_in_the_storage_leaves_it_alone(backup_dir):
+    add_known_data("default")
+    before = fingerprint("default")
+    call_command("dbbackup", "-d", "default", "-o", "named.sqlite3", "--noinput")
+    old = tree_fingerprint(backup_dir)
+    add_known_data("default")
+    with pytest.raises(CommandError, match="already exists"):
+        call_command("dbbackup", "-d", "default", "-o", "named.sqlite3", "--noinput")
+    assert tree_fingerprint(backup_dir) == old
+    pipeline.restore_database("default", input_filename="named.sqlite3")
+    assert fingerprint("default") == before
+
+
+# -- storages that fail mid-write ---------------------------------------------------------------
+
+
+class FullStorage(InMemoryStorage):
+    """An in-memory storage that is full after ``FULL_AFTER`` more bytes of one file."""
+
+    FULL_AFTER = 4096
+
+    def _save(self, name, content):
+        data = b""
+        for chunk in content.chunks():
+            data += chunk
+            if len(data) > self.FULL_AFTER:
+                raise OSError(28, "No space left on device")
+        return super()._save(name, ContentFile(data))
+
+
+def test_a_storage_full_after_n_bytes_fails_in_one_line_and_leaves_no_backup(settings):
+    settings.STORAGES = {**settings.STORAGES, "dbbackup": {"BACKEND": "tests.faults.test_backup.FullStorage"}}
+    add_known_data("default")
+    storage = get_storage()
+    storage.storage.save("default-testhost-2020-01-01-000000.sqlite3", ContentFile(b"old backup"))
+    with pytest.raises(CommandError, match="No space left on device") as info:
+        call_command("dbbackup", "-d", "default", "--noinput")
+    assert "\n" not in str(info.value)
+    assert storage.list_backups() == ["default-testhost-2020-01-01-000000.sqlite3"]
+    assert sorted(storage.walk()) == ["default-testhost-2020-01-01-000000.sqlite3"]
+
+
+@pytest.fixture
+def small_disk(tmp_path, settings):
+    """Backups on a 1 MiB tmpfs; yields (directory, remount read-only)."""
+    location = tmp_path / "small"
+    with tmpfs(location, "1m") as readonly:
+        settings.STORAGES = {
+            **settings.STORAGES,
+            "dbbackup": {
+                "BACKEND": "django.core.files.storage.FileSystemStorage",
+                "OPTIONS": {"location": str(location)},
+            },
+        }
+        yield location, readonly
+
+
+def test_a_full_disk_fails_in_one_line_and_keeps_the_previous_backups(small_disk):
+    location, _ = small_disk
+    add_known_data("default")
+    before = fingerprint("default")
+    call_command("dbbackup", "-d", "default", "--noinput")
+    old = tree_fingerprint(location)
+    Note.objects.create(title="big", body="", payload=os.urandom(1_500_000), extra={})
+    with pytest.raises(CommandError, match="No space left on device") as info:
+        call_command("dbbackup", "-d", "default", "--noinput")
+    assert "\n" not in str(info.value)
+    assert tree_fingerprint(location) == old
+    assert debris(location) == []
+    pipeline.restore_database("default")
+    assert fingerprint("default") == before
+
+
+def test_a_read_only_storage_fails_in_one_line_and_keeps_the_previous_backups(small_disk):
+    location, readonly = small_disk
+    add_known_data("default")
+    before = fingerprint("default")
+    call_command("dbbackup", "-d", "default", "--noinput")
+    old = tree_fingerprint(location)
+    readonly()
+    add_known_data("default")
+    with pytest.raises(CommandError, match="Read-only file system") as info:
+        call_command("dbbackup", "-d", "default", "--noinput")
+    assert "\n" not in str(info.value)
+    assert tree_fingerprint(location) == old
+    pipeline.restore_database("default")
+    assert fingerprint("default") == before
