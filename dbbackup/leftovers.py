@@ -43,8 +43,10 @@ logger = logging.getLogger("dbbackup.leftovers")
 SCRATCH_PREFIX = ".dbbackup-"
 _SCRATCH = re.compile(r"^\.dbbackup-.*\.sqlite3(-journal|-wal|-shm)?$")
 #: ``-O`` files written by dbbackup before owners were recorded (``.NAME.xxxxxxxx.partial``).
-_OLD_LOCAL_PARTIAL = re.compile(r"^\..+\.partial$")
+_OLD_LOCAL_PARTIAL = re.compile(r"^\..+\.[a-z0-9_]{8}\.partial$")
 _OWNER = re.compile(r"(?P<host>[0-9a-f]{12})-(?P<pid>\d+)-(?P<start>\d+)-")
+#: What follows the partial marker: an owner, or (older versions) 32 hex digits.
+_PARTIAL_TAIL = re.compile(r"([0-9a-f]{12}-\d+-\d+-|[0-9a-f]{32})")
 _UNKNOWN_HOST = "0" * 12
 
 
@@ -91,9 +93,11 @@ def scratch_prefix() -> str:
 
 def is_leftover(base: str) -> bool:
     """Whether a file name (no folders) is one of dbbackup's temporary files."""
-    return base.startswith(".") and (
-        names.PARTIAL_MARKER in base or bool(_SCRATCH.match(base)) or bool(_OLD_LOCAL_PARTIAL.match(base))
-    )
+    if not base.startswith("."):
+        return False
+    if names.PARTIAL_MARKER in base:
+        return bool(_PARTIAL_TAIL.match(base.rsplit(names.PARTIAL_MARKER, 1)[1]))
+    return bool(_SCRATCH.match(base) or _OLD_LOCAL_PARTIAL.match(base))
 
 
 def max_age() -> float | None:
@@ -105,7 +109,8 @@ def max_age() -> float | None:
 
 def is_stale(base: str, modified: float | None, now: float | None = None) -> bool:
     """Whether the leftover ``base`` (a file name) can be removed: see the module docstring."""
-    found = _OWNER.search(base.split(names.PARTIAL_MARKER, 1)[-1] if names.PARTIAL_MARKER in base else base)
+    tail = base.rsplit(names.PARTIAL_MARKER, 1)[1] if names.PARTIAL_MARKER in base else base
+    found = _OWNER.match(tail) if names.PARTIAL_MARKER in base else _OWNER.search(tail)
     if found and found["host"] == _host_id() != _UNKNOWN_HOST:
         pid, start = int(found["pid"]), found["start"]
         if pid == os.getpid():
@@ -151,14 +156,12 @@ def sweep_storage(storage: Storage) -> list[str]:
     """
     removed = []
     try:
-        candidates = [name for name in storage.walk() if names.PARTIAL_MARKER in posixpath.basename(name)]
+        candidates = [name for name in storage.walk() if is_leftover(posixpath.basename(name))]
     except Exception as exc:  # listing may be unsupported or fail: sweeping is best effort
         logger.warning("Could not look for leftover partial files in %s: %s", storage, exc)
         return removed
     for name in candidates:
         base = posixpath.basename(name)
-        if not base.startswith("."):
-            continue
         modified = None
         with contextlib.suppress(Exception):
             modified = storage.storage.get_modified_time(name).timestamp()

@@ -7,17 +7,34 @@ the earlier backups are untouched, and no debris outlives the run.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import signal
+import sqlite3
+from pathlib import Path
 
 import pytest
 from django.core.files.base import ContentFile
 from django.core.files.storage import InMemoryStorage
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import connections
 
 from dbbackup import pipeline, signals
 from dbbackup.storage import get_storage
-from tests.faults.support import debris, fingerprint, tmpfs, tree_fingerprint
+from tests.faults.support import (
+    child_settings,
+    debris,
+    fingerprint,
+    kill,
+    reap,
+    run_command,
+    start_command,
+    tmpfs,
+    tree_fingerprint,
+    wait_for,
+)
 from tests.helpers import add_known_data
 from tests.testapp.models import Note
 
@@ -248,3 +265,142 @@ def test_a_read_only_storage_fails_in_one_line_and_keeps_the_previous_backups(sm
     assert tree_fingerprint(location) == old
     pipeline.restore_database("default")
     assert fingerprint("default") == before
+
+
+# -- killed runs: their leftovers are swept by the next run, a live run's are not ---------------
+
+
+@pytest.fixture(scope="module")
+def big_sqlite(tmp_path_factory):
+    """A 120 MB SQLite database, so a backup takes long enough to be killed in the middle."""
+    path = tmp_path_factory.mktemp("big") / "big.sqlite3"
+    connection = sqlite3.connect(path)
+    connection.execute("CREATE TABLE blobs (id INTEGER PRIMARY KEY, data BLOB)")
+    connection.execute(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 120) "
+        "INSERT INTO blobs (data) SELECT zeroblob(1000000) FROM n"
+    )
+    connection.commit()
+    connection.close()
+    return path
+
+
+@pytest.fixture
+def big_child(big_sqlite, backup_dir, tmp_path, settings):
+    """Child-command settings with a ``big`` SQLite database and a private DBBACKUP_TMP_DIR."""
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    settings.DBBACKUP_TMP_DIR = str(scratch)
+    databases = {
+        **settings.DATABASES,
+        "big": {"ENGINE": "django.db.backends.sqlite3", "NAME": str(big_sqlite)},
+    }
+    return child_settings(DATABASES=databases), scratch
+
+
+def partials(directory) -> list:
+    return sorted(Path(directory).rglob(".*.partial-*"))
+
+
+def stored_rows(path) -> int:
+    connection = sqlite3.connect(path)
+    try:
+        return connection.execute("SELECT count(*) FROM blobs").fetchone()[0]
+    finally:
+        connection.close()
+
+
+def test_a_sqlite_backup_killed_while_copying_leaves_a_scratch_file_the_next_run_removes(
+    big_child, backup_dir, big_sqlite
+):
+    settings, scratch = big_child
+    proc = start_command("dbbackup", "-d", "big", "--noinput", settings=settings)
+    wait_for(lambda: list(scratch.glob(".dbbackup-*.sqlite3")), what="the scratch copy")
+    kill(proc.pid)
+    assert reap(proc) == -signal.SIGKILL
+    assert debris(scratch, backup_dir), "the kill should have left the scratch copy behind"
+
+    result = run_command("dbbackup", "-d", "big", "--noinput", settings=settings)
+    assert result.returncode == 0, result.stderr
+    assert debris(scratch, backup_dir, big_sqlite.parent) == []
+    [stored] = backups_in(backup_dir)
+    assert stored_rows(backup_dir / stored) == 120
+
+
+def test_a_sqlite_backup_killed_mid_upload_leaves_a_partial_the_next_run_removes(
+    big_child, backup_dir, big_sqlite
+):
+    settings, scratch = big_child
+    proc = start_command("dbbackup", "-d", "big", "--noinput", settings=settings)
+    wait_for(lambda: partials(backup_dir), what="the upload")
+    kill(proc.pid)
+    assert reap(proc) == -signal.SIGKILL
+    assert partials(backup_dir), "the kill should have left a partial upload behind"
+    assert backups_in(backup_dir) == []
+
+    result = run_command("dbbackup", "-d", "big", "--noinput", settings=settings)
+    assert result.returncode == 0, result.stderr
+    assert debris(scratch, backup_dir, big_sqlite.parent) == []
+    [stored] = backups_in(backup_dir)
+    assert stored_rows(backup_dir / stored) == 120
+
+
+def test_the_partial_of_a_live_run_is_not_swept_and_both_runs_finish(big_child, backup_dir):
+    settings, scratch = big_child
+    slow = start_command("dbbackup", "-d", "big", "--noinput", settings=settings)
+    try:
+        [partial] = wait_for(lambda: partials(backup_dir), what="the upload")
+        kill(slow.pid, signal.SIGSTOP)  # alive, but writing nothing while the other run sweeps
+        other = run_command("dbbackup", "-d", "default", "--noinput", settings=settings)
+        assert other.returncode == 0, other.stderr
+        assert partial.exists()
+    finally:
+        kill(slow.pid, signal.SIGCONT)
+    assert reap(slow) == 0, slow.stderr.read().decode()
+    stored = backups_in(backup_dir)
+    assert [name.split("-")[0] for name in stored] == ["big", "default"]
+    assert stored_rows(backup_dir / stored[0]) == 120
+    assert debris(scratch, backup_dir) == []
+
+
+def test_concurrent_runs_both_store_complete_distinct_backups(backup_dir):
+    add_known_data("default")
+    procs = [start_command("dbbackup", "-d", "default", "--noinput") for _ in range(2)]
+    for proc in procs:
+        assert reap(proc) == 0, proc.stderr.read().decode()
+    stored = backups_in(backup_dir)
+    assert len(stored) == 2
+    for name in stored:
+        record = json.loads((backup_dir / f"{name}.metadata").read_text())
+        data = (backup_dir / name).read_bytes()
+        assert json.dumps(record).count(hashlib.sha256(data).hexdigest()) == 1
+        assert data.startswith(b"SQLite format 3\x00")
+    assert debris(backup_dir) == []
+
+
+@PG
+def test_a_postgresql_backup_killed_mid_upload_leaves_a_partial_the_next_run_removes(backup_dir):
+    with connections["postgres"].cursor() as cursor:
+        cursor.execute(
+            "CREATE TABLE bulk AS SELECT g AS id, repeat(md5(g::text), 32) AS data "
+            "FROM generate_series(1, 30000) AS g"
+        )
+    try:
+        before = fingerprint("postgres")
+        proc = start_command("dbbackup", "-d", "postgres", "--noinput")
+        wait_for(lambda: partials(backup_dir), what="the upload")
+        kill(proc.pid)
+        assert reap(proc) == -signal.SIGKILL
+        assert partials(backup_dir), "the kill should have left a partial upload behind"
+
+        result = run_command("dbbackup", "-d", "postgres", "--noinput")
+        assert result.returncode == 0, result.stderr
+        assert debris(backup_dir) == []
+        [stored] = backups_in(backup_dir)
+        with connections["postgres"].cursor() as cursor:
+            cursor.execute("DROP TABLE bulk")
+        pipeline.restore_database("postgres", input_filename=stored)
+        assert fingerprint("postgres") == before
+    finally:
+        with connections["postgres"].cursor() as cursor:
+            cursor.execute("DROP TABLE IF EXISTS bulk")
