@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ from dbbackup.db.base import BaseDBConnector
 from dbbackup.exceptions import DbbackupConfigurationError, StorageError
 from dbbackup.storage import Storage
 from dbbackup.streams import CHUNK_SIZE, DigestReader, PeekableReader
+
+logger = logging.getLogger("dbbackup")
 
 
 def default_sender(command: str) -> type:
@@ -164,23 +167,32 @@ def write_metadata(storage: Storage, filename: str, local_path: str | None, meta
     """Store the sidecar; the outcome is all or nothing.
 
     For a ``-O`` backup staged by :func:`store`, the backup and its sidecar are published
-    together (:func:`_publish_local`). In the storage, the backup was stored under a name that
-    was free (an existing backup is never overwritten), so it is deleted if its sidecar fails.
+    together (:func:`_publish_local`). In the storage, the backup was just stored under a name
+    that was free (an existing backup is never overwritten), so it is deleted if its sidecar
+    fails, and a sidecar already under its name describes no backup (its backup was deleted
+    without it): that orphan is replaced.
     """
     data = manifest.dumps(metadata)
     if isinstance(local_path, StagedPath):
         _publish_local(local_path, data)
         return
+    sidecar = filename + names.METADATA_SUFFIX
     try:
         if local_path:
             write_local(io.BytesIO(data), f"{local_path}{names.METADATA_SUFFIX}")
         else:
-            storage.write_file(io.BytesIO(data), filename + names.METADATA_SUFFIX)
+            if storage.exists(sidecar):
+                logger.warning("Replacing %s, the sidecar of a backup that no longer exists", sidecar)
+                storage.delete_file(sidecar)
+            storage.write_file(io.BytesIO(data), sidecar)
     except BaseException:
-        if local_path:
-            Path(local_path).unlink(missing_ok=True)
-        else:
-            storage.delete_file(filename)
+        try:
+            if local_path:
+                Path(local_path).unlink(missing_ok=True)
+            else:
+                storage.delete_file(filename)
+        except Exception as exc:  # the sidecar's failure is what the user must see
+            logger.warning("Could not delete %s, whose sidecar could not be written: %s", filename, exc)
         raise
 
 

@@ -404,3 +404,14 @@ def test_a_postgresql_backup_killed_mid_upload_leaves_a_partial_the_next_run_rem
     finally:
         with connections["postgres"].cursor() as cursor:
             cursor.execute("DROP TABLE IF EXISTS bulk")
+
+
+def test_an_orphan_sidecar_does_not_block_a_backup_under_its_name(backup_dir):
+    add_known_data("default")
+    before = fingerprint("default")
+    backup_dir.mkdir()
+    (backup_dir / "named.sqlite3.metadata").write_text('{"sha256": "of a backup deleted long ago"}')
+    call_command("dbbackup", "-d", "default", "-o", "named.sqlite3", "--noinput")
+    assert "long ago" not in (backup_dir / "named.sqlite3.metadata").read_text()
+    pipeline.restore_database("default", input_filename="named.sqlite3")
+    assert fingerprint("default") == before
