@@ -270,12 +270,15 @@ def store(
     the same second (``None``: the name was chosen by the user and is never changed). Returns
     the stored name, the local path if any, and the digest (size, SHA-256). A local
     ``output_path`` is only staged: :func:`write_metadata` puts it in place with its sidecar.
+    Stale partial files of killed runs (:mod:`dbbackup.leftovers`) are removed first.
     """
     later = iter(range(1, 60))
 
     def on_conflict(taken: str) -> str:
         return rename(next(later)) if rename else taken
 
+    if not output_path:
+        leftovers.sweep_storage(storage)  # partial uploads of killed runs; -O sweeps its directory
     digest = DigestReader(stream, on_bytes=progress)
     try:
         local_path = stage_local(digest, output_path) if output_path else None

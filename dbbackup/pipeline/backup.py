@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from dbbackup import leftovers, manifest, names, retention, settings, signals
+from dbbackup import manifest, names, retention, settings, signals
 from dbbackup.db.base import check_alias, get_connector
 from dbbackup.exceptions import DbbackupError
 from dbbackup.pipeline._common import (
@@ -95,8 +95,6 @@ def backup_database(
             extension, database, effective_servername, when=started + timedelta(seconds=seconds)
         )
 
-    if not output_path:
-        leftovers.sweep_storage(storage)  # partial uploads of killed runs (see dbbackup.leftovers)
     connector.stream_compressed = codec is not None
     filename, local_path, digest = store(
         encode(connector.create_dump(), codec, encrypt),

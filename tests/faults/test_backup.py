@@ -415,3 +415,47 @@ def test_an_orphan_sidecar_does_not_block_a_backup_under_its_name(backup_dir):
     assert "long ago" not in (backup_dir / "named.sqlite3.metadata").read_text()
     pipeline.restore_database("default", input_filename="named.sqlite3")
     assert fingerprint("default") == before
+
+
+def test_a_killed_sqlite_restore_leaves_a_scratch_database_the_next_run_removes(
+    big_child, backup_dir, big_sqlite
+):
+    settings, scratch = big_child
+    result = run_command("dbbackup", "-d", "big", "--noinput", settings=settings)
+    assert result.returncode == 0, result.stderr
+    proc = start_command("dbrestore", "-d", "big", "--noinput", settings=settings)
+    wait_for(
+        lambda: list(big_sqlite.parent.glob(".dbbackup-*.sqlite3")), what="the restore's scratch database"
+    )
+    kill(proc.pid)
+    assert reap(proc) == -signal.SIGKILL
+    assert debris(big_sqlite.parent), "the kill should have left the scratch database behind"
+
+    result = run_command("dbrestore", "-d", "big", "--noinput", settings=settings)
+    assert result.returncode == 0, result.stderr
+    assert debris(scratch, backup_dir, big_sqlite.parent) == []
+    assert stored_rows(big_sqlite) == 120
+
+
+def test_a_killed_mediabackup_leaves_a_partial_the_next_backup_removes(backup_dir, settings, tmp_path):
+    media = tmp_path / "media"
+    media.mkdir()
+    (media / "big.bin").write_bytes(os.urandom(64 * 1024 * 1024))
+    settings.MEDIA_ROOT = str(media)
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(media)},
+        },
+    }
+    proc = start_command("mediabackup", "--noinput")
+    wait_for(lambda: partials(backup_dir), what="the upload")
+    kill(proc.pid)
+    assert reap(proc) == -signal.SIGKILL
+    assert partials(backup_dir)
+
+    result = run_command("mediabackup", "--noinput")
+    assert result.returncode == 0, result.stderr
+    assert debris(backup_dir) == []
+    assert len(backups_in(backup_dir)) == 1
