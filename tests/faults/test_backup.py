@@ -459,3 +459,13 @@ def test_a_killed_mediabackup_leaves_a_partial_the_next_backup_removes(backup_di
     assert result.returncode == 0, result.stderr
     assert debris(backup_dir) == []
     assert len(backups_in(backup_dir)) == 1
+
+
+def test_the_failure_mail_of_a_one_character_password_shows_words_whole(backup_dir, settings, mailoutbox):
+    settings.DBBACKUP_CONNECTORS = {"default": {"PASSWORD": "x"}}
+    settings.DBBACKUP_ADMINS = ["ops@example.com"]
+    with pytest.raises(CommandError):
+        call_command("dbbackup", "-d", "example", "--noinput")
+    [mail] = mailoutbox
+    assert "'example'" in mail.subject
+    assert "********" not in mail.subject + mail.body
