@@ -30,9 +30,9 @@ class BackupsFailed(DbbackupError):
         self.failures = failures
         lines = [f"{database}: {_first_line(error)}" for database, error in failures]
         failed = ", ".join(repr(database) for database, _ in failures)
+        others = "; the others were backed up" if len(failures) < total else ""
         super().__init__(
-            f"{len(failures)} of {total} database backups failed ({failed}); the others were backed up.\n"
-            + "\n".join(lines)
+            f"{len(failures)} of {total} database backups failed ({failed}){others}.\n" + "\n".join(lines)
         )
 
 
