@@ -62,12 +62,14 @@ def _host_id() -> str:
 
 
 def _start_time(pid: int) -> str | None:
-    """The start time of process ``pid`` in clock ticks since boot, ``None`` if there is none."""
+    """The start time of process ``pid`` in clock ticks since boot; ``None`` if there is no such
+    process, or only its corpse (a zombie writes nothing any more)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return stat[stat.rindex(")") + 2 :].split()[19]
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return None if fields[0] in ("Z", "X", "x") else fields[19]
 
 
 def owner() -> str:

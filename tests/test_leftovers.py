@@ -86,6 +86,21 @@ def test_only_leftovers_of_gone_or_old_runs_are_swept(tmp_path, sleeper, setting
     assert sorted(path.name for path in tmp_path.iterdir()) == sorted(kept)
 
 
+def test_a_killed_but_unreaped_process_owns_nothing(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    name = make(tmp_path, f".db.sqlite3.partial-{owner_of(proc.pid)}-1")
+    assert leftovers.sweep_directory(tmp_path) == []
+    proc.kill()
+    deadline = time.monotonic() + 10
+    while leftovers._start_time(proc.pid) is not None and time.monotonic() < deadline:
+        time.sleep(0.01)  # a zombie until we reap it below
+    try:
+        assert os.path.exists(f"/proc/{proc.pid}")
+        assert leftovers.sweep_directory(tmp_path) == [str(tmp_path / name)]
+    finally:
+        proc.wait()
+
+
 def test_the_age_limit_is_a_setting_and_none_keeps_what_cannot_be_checked(tmp_path, settings):
     settings.DBBACKUP_LEFTOVER_MAX_AGE = 60
     make(tmp_path, f".a.partial-{FOREIGN}-1", age=120)
