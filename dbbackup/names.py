@@ -392,3 +392,24 @@ def check_naming(
             f"{content_type} backups, so restore, listbackups and cleanup would not find them; keep "
             "{datetime} and end the name with .{extension}."
         )
+
+
+_PATH_HOSTILE = re.compile(r"[/\\\x00-\x1f\x7f]")
+
+
+def check_servername(servername: str, *, option: str = "-s/--servername or DBBACKUP_HOSTNAME") -> str:
+    """Return ``servername`` if it can be one field of a file name; refuse it otherwise.
+
+    A server name lands in backup names, and a ``/`` (or ``\\``, ``..``, NUL or another control
+    character) would make a sub-folder or a name no listing, restore or cleanup finds again,
+    so such names are refused with :class:`DbbackupConfigurationError` before anything starts.
+    """
+    value = str(servername)
+    if not value.strip():
+        raise DbbackupConfigurationError(f"The server name ({option}) is empty.")
+    if _PATH_HOSTILE.search(value) or ".." in value:
+        raise DbbackupConfigurationError(
+            f"The server name {value!r} ({option}) cannot be part of a file name: it must not contain "
+            "'/', '\\', '..' or control characters; use e.g. 'web-1'."
+        )
+    return value

@@ -19,8 +19,11 @@ from __future__ import annotations
 import collections
 import contextlib
 import os
+import re
+import shlex
 import subprocess
 import threading
+import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -36,19 +39,42 @@ EXIT_TIMEOUT_SECONDS = 60
 REDACTED = "********"
 
 
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """Return ``text`` with every non-empty secret replaced by asterisks."""
+def _secret_pattern(secrets: Iterable[str]) -> re.Pattern[str] | None:
+    """One pattern for every secret, and the forms it takes once quoted for a shell or a URL.
+
+    Longer secrets come first, so a secret that is part of another never cuts the longer one
+    in pieces. A secret matches only as a whole token: not inside a longer word (``x`` in
+    ``example``), and not as one part of a dotted or dashed word (``pass`` in
+    ``probe-pass@example.com``), where redacting would show where, and therefore what, the
+    secret is. A token is bounded by the start or end of the text, white space, quotes, ``=``,
+    ``:``, ``@``, ``/`` and other punctuation, which is how secrets appear in argv
+    (``--password=...``), environment dumps (``PGPASSWORD=...``), URLs (``user:pass@host``) and
+    tools' messages (``for user "..."``); a ``.`` or ``-`` bounds it unless a letter or digit
+    follows (before) it on the other side.
+    """
+    forms: set[str] = set()
     for secret in secrets:
         if secret:
-            text = text.replace(secret, REDACTED)
-    return text
+            forms |= {secret, shlex.quote(secret), urllib.parse.quote(secret, safe="")}
+    if not forms:
+        return None
+    alternatives = "|".join(re.escape(form) for form in sorted(forms, key=len, reverse=True))
+    return re.compile(rf"(?<!\w)(?<!\w[.\-])(?:{alternatives})(?!\w)(?![.\-]\w)")
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """Return ``text`` with every secret (see :func:`_secret_pattern`) replaced by ``********``.
+
+    The replacement is always the same eight asterisks, whatever the secret's length.
+    """
+    pattern = _secret_pattern(secrets)
+    return pattern.sub(REDACTED, text) if pattern else text
 
 
 def describe(argv: Sequence[str], secrets: Iterable[str] = ()) -> str:
     """A printable, redacted rendering of ``argv`` for messages and logs."""
-    import shlex
-
-    return redact(shlex.join(argv), list(secrets))
+    secrets = list(secrets)
+    return redact(shlex.join(redact(arg, secrets) for arg in argv), secrets)
 
 
 class _Tail:

@@ -63,6 +63,9 @@ _DEFAULTS: dict[str, tuple[str | None, Any]] = {
     "DATABASES": ("DBBACKUP_DATABASES", _all_database_aliases),
     "HOSTNAME": ("DBBACKUP_HOSTNAME", socket.gethostname),
     "TMP_DIR": ("DBBACKUP_TMP_DIR", tempfile.gettempdir),
+    # New in dbbackup: how old a leftover of a killed run whose owner cannot be checked from
+    # this host must be before a later run removes it (seconds or a timedelta; None: never).
+    "LEFTOVER_MAX_AGE": ("DBBACKUP_LEFTOVER_MAX_AGE", 24 * 60 * 60),
     "TMP_FILE_MAX_SIZE": ("DBBACKUP_TMP_FILE_MAX_SIZE", 10 * 1024 * 1024),
     "TMP_FILE_READ_SIZE": ("DBBACKUP_TMP_FILE_READ_SIZE", 1024 * 1000),
     "CLEANUP_KEEP": ("DBBACKUP_CLEANUP_KEEP", 10),

@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import os
 import posixpath
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -32,7 +31,7 @@ from django.core.files.storage import FileSystemStorage, storages
 from django.core.files.storage import Storage as DjangoStorage
 from django.utils.module_loading import import_string
 
-from dbbackup import names, s3, settings
+from dbbackup import leftovers, names, s3, settings
 from dbbackup.exceptions import (
     BackupNotFoundError,
     DbbackupConfigurationError,
@@ -208,7 +207,7 @@ class Storage:
             if not directory.exists():
                 directory.mkdir(mode=directory_mode)
                 os.chmod(directory, directory_mode)  # mkdir's mode is filtered by the umask
-        temporary = target.parent / f".{target.name}{names.PARTIAL_MARKER}{uuid.uuid4().hex}"
+        temporary = target.parent / leftovers.partial_name(target.name)
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
         try:
             with os.fdopen(descriptor, "wb") as handle:

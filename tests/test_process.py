@@ -119,3 +119,48 @@ def test_env_is_passed_and_layers_override_in_order():
 def test_run_times_out():
     with pytest.raises(CommandConnectorError, match="did not finish within"):
         process.run(command("import time; time.sleep(10)"), timeout=0.5)
+
+
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        ("gpg: encrypted for probe-pass@example.com", "x"),  # 1 char, inside a word
+        ("gpg: encrypted for probe-pass@example.com", "pass"),  # one dashed part of an address
+        ("gpg: encrypted for probe-pass@example.com", "example"),  # one dotted part of a domain
+        ("connecting to db.internal with user postgres", "post"),  # a common prefix
+        ("password authentication failed", "word"),  # a common suffix
+    ],
+)
+def test_redaction_leaves_words_that_merely_contain_a_secret_alone(text, secret):
+    # Redacting inside a word shows where the secret sits in text the reader knows, so it
+    # reveals the secret (e********ample for "x"): words are left whole.
+    assert process.redact(text, [secret]) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "secret", "expected"),
+    [
+        ("pg_dump --password=x db", "x", "pg_dump --password=******** db"),
+        ("postgresql://app:x@db:5432/site", "x", "postgresql://app:********@db:5432/site"),
+        ("PGPASSWORD=x\nHOME=/root", "x", "PGPASSWORD=********\nHOME=/root"),
+        ('FATAL: password for "pass" rejected.', "pass", 'FATAL: password for "********" rejected.'),
+        ("the passphrase is pass.", "pass", "the passphrase is ********."),
+        ("url: https://u:p%40ss%2Fw@host/", "p@ss/w", "url: https://u:********@host/"),
+        ("mysqldump --password='it'\"'\"'s' db", "it's", "mysqldump --password=******** db"),
+    ],
+)
+def test_redaction_cuts_secrets_out_wherever_they_stand_as_values(text, secret, expected):
+    assert process.redact(text, [secret]) == expected
+
+
+def test_redaction_never_shows_length_nor_pieces_of_overlapping_secrets():
+    text = "a=abc b=abcdefghij"
+    redacted = process.redact(text, ["abc", "abcdefghij"])
+    assert redacted == "a=******** b=********"
+    assert process.redact("k=x", ["x"]) == process.redact("k=" + "y" * 40, ["y" * 40])
+
+
+def test_describe_redacts_each_argument_before_quoting_it():
+    described = process.describe(["mysql", "--password=it's", "db"], ["it's"])
+    assert "it" not in described.replace("********", "")
+    assert "********" in described

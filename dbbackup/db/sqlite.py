@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from dbbackup import settings
+from dbbackup import leftovers, settings
 from dbbackup.db.base import BaseDBConnector
 from dbbackup.exceptions import CorruptBackupError, DumpError, RestoreError
 from dbbackup.streams import CHUNK_SIZE, IteratorReader, PeekableReader
@@ -78,6 +78,7 @@ class _SqliteConnectorBase(BaseDBConnector):
             )
         stream = PeekableReader(dump)
         is_database_file = stream.peek(len(SQLITE_HEADER)) == SQLITE_HEADER
+        leftovers.sweep_directory(settings.TMP_DIR)
         with _scratch_database(self._scratch_directory()) as scratch_path:
             if is_database_file:
                 with open(scratch_path, "wb") as scratch_file:
@@ -108,8 +109,13 @@ class _SqliteConnectorBase(BaseDBConnector):
 
 @contextlib.contextmanager
 def _scratch_database(directory: str) -> Iterator[str]:
-    """A private (0600) empty file path for a scratch database, removed afterwards."""
-    descriptor, path = tempfile.mkstemp(prefix=".dbbackup-", suffix=".sqlite3", dir=directory)
+    """A private (0600) empty file path for a scratch database, removed afterwards.
+
+    Its name records this process as its owner, so if the run is killed the next one removes
+    it (and its journal); stale scratch files of killed runs in ``directory`` go first.
+    """
+    leftovers.sweep_directory(directory)
+    descriptor, path = tempfile.mkstemp(prefix=leftovers.scratch_prefix(), suffix=".sqlite3", dir=directory)
     os.close(descriptor)
     try:
         yield path
@@ -200,7 +206,16 @@ class SqliteBackupConnector(_SqliteConnectorBase):
     extension = "sqlite3"
 
     def _create_dump(self) -> BinaryIO:
-        descriptor, path = tempfile.mkstemp(prefix=".dbbackup-", suffix=".sqlite3", dir=settings.TMP_DIR)
+        """Copy the database into a scratch file in ``DBBACKUP_TMP_DIR``, and stream that.
+
+        Scratch files of killed runs there (and beside the database) are removed first.
+        """
+        if not self._is_in_memory():
+            leftovers.sweep_directory(Path(self.database_path).resolve().parent)
+        leftovers.sweep_directory(settings.TMP_DIR)
+        descriptor, path = tempfile.mkstemp(
+            prefix=leftovers.scratch_prefix(), suffix=".sqlite3", dir=settings.TMP_DIR
+        )
         os.close(descriptor)
         try:
             destination = sqlite3.connect(path)

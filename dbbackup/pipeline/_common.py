@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
+import logging
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import import_module
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from dbbackup import codecs, crypto, manifest, names, settings
+from dbbackup import codecs, crypto, leftovers, manifest, names, settings
 from dbbackup.db.base import BaseDBConnector
 from dbbackup.exceptions import DbbackupConfigurationError, StorageError
 from dbbackup.storage import Storage
 from dbbackup.streams import CHUNK_SIZE, DigestReader, PeekableReader
+
+logger = logging.getLogger("dbbackup")
 
 
 def default_sender(command: str) -> type:
@@ -64,41 +67,132 @@ def apply_connector_options(
     connector.check()
 
 
-def write_local(stream: BinaryIO, output_path: str) -> str:
-    """Write ``stream`` to a local file atomically: a 0600 temporary file renamed into place.
+class StagedPath(str):
+    """The final path of a ``-O`` backup whose bytes still wait under a hidden name (``.staged``).
 
-    An existing file at ``output_path`` is replaced (the caller named it), never half-written.
+    :func:`write_metadata` publishes it together with its sidecar; until then an existing file
+    at the path is untouched.
     """
+
+    staged: Path
+
+
+def _target(output_path: str) -> Path:
     target = Path(output_path).expanduser().resolve()
     if target.is_dir():
         raise StorageError(f"-O/--output-path {output_path!r} is a directory; give a file path.")
     if not target.parent.is_dir():
         raise StorageError(f"-O/--output-path {output_path!r}: the directory {target.parent} does not exist.")
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+    return target
+
+
+def _write_staged(stream: BinaryIO, target: Path) -> Path:
+    """Write ``stream`` to a new private (0600) hidden file beside ``target``, synced; its path.
+
+    The hidden name records its owner (:mod:`dbbackup.leftovers`), so a run that is killed
+    here leaves a file the next run removes. On failure nothing is left.
+    """
+    temporary = target.parent / leftovers.partial_name(target.name)
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(descriptor, "wb") as handle:
             while chunk := stream.read(CHUNK_SIZE):
                 handle.write(chunk)
-        os.replace(temporary, target)
+            handle.flush()
+            os.fsync(handle.fileno())
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
+    return temporary
+
+
+def write_local(stream: BinaryIO, output_path: str) -> str:
+    """Write ``stream`` to a local file atomically: a 0600 temporary file renamed into place.
+
+    An existing file at ``output_path`` is replaced (the caller named it), never half-written.
+    """
+    target = _target(output_path)
+    os.replace(_write_staged(stream, target), target)
     return str(target)
 
 
+def _check_sidecar_path(sidecar: Path) -> None:
+    if sidecar.exists() and not sidecar.is_file():
+        raise StorageError(f"{sidecar} is in the way of the backup's metadata file; nothing was replaced.")
+
+
+def stage_local(stream: BinaryIO, output_path: str) -> StagedPath:
+    """Write a ``-O`` backup beside ``output_path`` without touching what is there yet."""
+    target = _target(output_path)
+    _check_sidecar_path(Path(f"{target}{names.METADATA_SUFFIX}"))
+    leftovers.sweep_directory(target.parent)
+    staged = StagedPath(target)
+    staged.staged = _write_staged(stream, target)
+    return staged
+
+
+def _publish_local(local_path: StagedPath, data: bytes) -> None:
+    """Put a staged ``-O`` backup and its sidecar in place, or change nothing at all.
+
+    Both are complete on disk before anything existing is touched; a failure up to then
+    (sidecar unwritable, a directory in the way, disk full) leaves the previous backup and its
+    sidecar as they were. Then the old sidecar goes first, the backup is renamed into place,
+    and the new sidecar last: at no moment does a backup sit beside a sidecar describing
+    another file (the moments in between show a backup without a sidecar, which still
+    restores, with the checks its format allows).
+    """
+    target = Path(local_path)
+    sidecar = Path(f"{target}{names.METADATA_SUFFIX}")
+    staged_sidecar = None
+    try:
+        _check_sidecar_path(sidecar)
+        staged_sidecar = _write_staged(io.BytesIO(data), sidecar)
+        sidecar.unlink(missing_ok=True)
+        os.replace(local_path.staged, target)
+        os.replace(staged_sidecar, sidecar)
+    except BaseException:
+        local_path.staged.unlink(missing_ok=True)
+        if staged_sidecar is not None:
+            staged_sidecar.unlink(missing_ok=True)
+        raise
+    with contextlib.suppress(OSError):
+        directory = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+
+
 def write_metadata(storage: Storage, filename: str, local_path: str | None, metadata: dict) -> None:
-    """Store the sidecar; if that fails, remove the backup too so the outcome is all or nothing."""
+    """Store the sidecar; the outcome is all or nothing.
+
+    For a ``-O`` backup staged by :func:`store`, the backup and its sidecar are published
+    together (:func:`_publish_local`). In the storage, the backup was just stored under a name
+    that was free (an existing backup is never overwritten), so it is deleted if its sidecar
+    fails, and a sidecar already under its name describes no backup (its backup was deleted
+    without it): that orphan is replaced.
+    """
     data = manifest.dumps(metadata)
+    if isinstance(local_path, StagedPath):
+        _publish_local(local_path, data)
+        return
+    sidecar = filename + names.METADATA_SUFFIX
     try:
         if local_path:
             write_local(io.BytesIO(data), f"{local_path}{names.METADATA_SUFFIX}")
         else:
-            storage.write_file(io.BytesIO(data), filename + names.METADATA_SUFFIX)
+            if storage.exists(sidecar):
+                logger.warning("Replacing %s, the sidecar of a backup that no longer exists", sidecar)
+                storage.delete_file(sidecar)
+            storage.write_file(io.BytesIO(data), sidecar)
     except BaseException:
-        if local_path:
-            Path(local_path).unlink(missing_ok=True)
-        else:
-            storage.delete_file(filename)
+        try:
+            if local_path:
+                Path(local_path).unlink(missing_ok=True)
+            else:
+                storage.delete_file(filename)
+        except Exception as exc:  # the sidecar's failure is what the user must see
+            logger.warning("Could not delete %s, whose sidecar could not be written: %s", filename, exc)
         raise
 
 
@@ -174,16 +268,20 @@ def store(
 
     ``rename(n)`` gives the name for ``n`` seconds later, for when another run took the name in
     the same second (``None``: the name was chosen by the user and is never changed). Returns
-    the stored name, the local path if any, and the digest (size, SHA-256).
+    the stored name, the local path if any, and the digest (size, SHA-256). A local
+    ``output_path`` is only staged: :func:`write_metadata` puts it in place with its sidecar.
+    Stale partial files of killed runs (:mod:`dbbackup.leftovers`) are removed first.
     """
     later = iter(range(1, 60))
 
     def on_conflict(taken: str) -> str:
         return rename(next(later)) if rename else taken
 
+    if not output_path:
+        leftovers.sweep_storage(storage)  # partial uploads of killed runs; -O sweeps its directory
     digest = DigestReader(stream, on_bytes=progress)
     try:
-        local_path = write_local(digest, output_path) if output_path else None
+        local_path = stage_local(digest, output_path) if output_path else None
         if local_path is None:
             filename = storage.write_file(digest, filename, on_conflict=on_conflict)
     finally:

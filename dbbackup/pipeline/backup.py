@@ -62,7 +62,8 @@ def backup_database(
 
     Sends ``pre_backup`` before anything is dumped (a raising receiver stops the backup) and
     ``post_backup`` once the backup and its metadata are stored. Whatever fails, no partial
-    backup is left in the storage. ``progress(n)`` is called as stored bytes flow.
+    backup is left in the storage. ``progress(n)`` is called as stored bytes flow. Partial
+    files that killed runs left in the storage are removed first (:mod:`dbbackup.leftovers`).
     """
     check_alias(database)
     connector = get_connector(database)
@@ -72,7 +73,7 @@ def backup_database(
     )
     storage = storage or get_storage()
     sender = sender or default_sender("dbbackup")
-    effective_servername = servername or settings.HOSTNAME
+    effective_servername = names.check_servername(servername or settings.HOSTNAME)
     extension = connector.extension + (f".{codec.suffix}" if codec else "") + (".gpg" if encrypt else "")
     if not (output_filename or output_path):
         names.check_naming("db", database, effective_servername, extension)

@@ -87,7 +87,7 @@ def backup_media(
     )
     storage = storage or get_storage()
     sender = sender or default_sender("mediabackup")
-    effective_servername = servername or settings.HOSTNAME
+    effective_servername = names.check_servername(servername or settings.HOSTNAME)
     extension = "tar" + (f".{codec.suffix}" if codec else "")
     if not (output_filename or output_path):
         names.check_naming("media", "", effective_servername, extension)

@@ -167,3 +167,31 @@ def reap(proc: subprocess.Popen, timeout: float = 60) -> int:
     returncode = proc.wait(timeout=timeout)
     wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in pids), timeout, "the tools to exit")
     return returncode
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, size: str = "1m"):
+    """Mount a small tmpfs at ``path`` (a full or read-only disk on demand); skip if we cannot.
+
+    Yields a function that remounts it read-only. Unmounted (lazily) whatever happens.
+    """
+    import pytest
+
+    path.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+
+    def readonly() -> None:
+        subprocess.run(["mount", "-o", "remount,ro", str(path)], check=True, capture_output=True)
+
+    try:
+        yield readonly
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)

@@ -4,11 +4,37 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import CommandError
 
-from dbbackup import pipeline, preflight, settings
+from dbbackup import names, pipeline, preflight, settings
 from dbbackup.db.base import check_alias
+from dbbackup.exceptions import DbbackupError
 from dbbackup.management.commands._base import BaseDbBackupCommand
+
+
+def _first_line(error: BaseException) -> str:
+    line = (str(error).splitlines() or [""])[0]
+    if isinstance(error, DbbackupError | ImproperlyConfigured):
+        return line or type(error).__name__
+    return f"{type(error).__name__}: {line}" if line else type(error).__name__
+
+
+class BackupsFailed(DbbackupError):
+    """Some of several databases could not be backed up; the others were.
+
+    The message has a summary line, then one line per failed database, so the command's error
+    and the failure e-mail name every one of them.
+    """
+
+    def __init__(self, failures: list[tuple[str, BaseException]], total: int) -> None:
+        self.failures = failures
+        lines = [f"{database}: {_first_line(error)}" for database, error in failures]
+        failed = ", ".join(repr(database) for database, _ in failures)
+        others = "; the others were backed up" if len(failures) < total else ""
+        super().__init__(
+            f"{len(failures)} of {total} database backups failed ({failed}){others}.\n" + "\n".join(lines)
+        )
 
 
 def _comma_list(value: str | list[str] | None) -> list[str]:
@@ -72,29 +98,43 @@ class Command(BaseDbBackupCommand):
                 "-o/--output-filename and -O/--output-path name one file; back up one database at "
                 "a time with -d."
             )
+        names.check_servername(options.get("servername") or settings.HOSTNAME)
+        failures: list[tuple[str, BaseException]] = []
         for database in databases:
-            self.say(f"Backing up database {database!r}")
-            with self.progress(f"dbbackup {database}") as progress:
-                result = pipeline.backup_database(
-                    database,
-                    servername=options.get("servername"),
-                    compress=options.get("compress", False),
-                    compression=options.get("compression"),
-                    encrypt=options.get("encrypt", False),
-                    output_filename=options.get("filename"),
-                    output_path=options.get("path"),
-                    exclude_tables=_comma_list(options.get("exclude_tables")),
-                    schemas=options.get("schema") or [],
-                    clean=options.get("clean", False),
-                    sender=type(self),
-                    progress=progress,
-                )
-            self.say(
-                f"Backed up {database!r} to {result.local_path or result.filename} ({result.size} bytes)",
-                self.style.SUCCESS,
+            try:
+                self.backup_one(database, options)
+            except Exception as exc:  # one database's failure must not stop the others
+                if len(databases) == 1:
+                    raise
+                failures.append((database, exc))
+                self.stderr.write(self.style.ERROR(f"Backup of {database!r} failed: {_first_line(exc)}"))
+        if failures:
+            raise BackupsFailed(failures, len(databases))
+
+    def backup_one(self, database: str, options: dict[str, Any]) -> None:
+        """Back up one database and say so; its own pre/post signals are sent by the pipeline."""
+        self.say(f"Backing up database {database!r}")
+        with self.progress(f"dbbackup {database}") as progress:
+            result = pipeline.backup_database(
+                database,
+                servername=options.get("servername"),
+                compress=options.get("compress", False),
+                compression=options.get("compression"),
+                encrypt=options.get("encrypt", False),
+                output_filename=options.get("filename"),
+                output_path=options.get("path"),
+                exclude_tables=_comma_list(options.get("exclude_tables")),
+                schemas=options.get("schema") or [],
+                clean=options.get("clean", False),
+                sender=type(self),
+                progress=progress,
             )
-            for name in result.cleaned:
-                self.say(f"Deleted old backup {name}")
+        self.say(
+            f"Backed up {database!r} to {result.local_path or result.filename} ({result.size} bytes)",
+            self.style.SUCCESS,
+        )
+        for name in result.cleaned:
+            self.say(f"Deleted old backup {name}")
 
     def report_preflight(self, databases: list[str]) -> None:
         checks = preflight.run(databases)
