@@ -8,7 +8,7 @@ from __future__ import annotations
 from django.conf import settings as django_settings
 from django.core.checks import Error, Tags, Warning, register
 
-from dbbackup import names, settings
+from dbbackup import name_checks, names, settings
 from dbbackup.exceptions import DbbackupConfigurationError
 
 W001 = Warning(
@@ -47,7 +47,7 @@ def check_settings(app_configs=None, **kwargs) -> list:
     if not problems:  # what a backup would refuse: colliding dates or names, unreadable names
         for content_type in names.CONTENT_TYPES:
             try:
-                names.check_naming(content_type, extension="tar" if content_type == "media" else "dump")
+                name_checks.check_naming(content_type, extension="tar" if content_type == "media" else "dump")
             except DbbackupConfigurationError as exc:
                 problems.append(Error(str(exc), id="dbbackup.E007"))
     for legacy in ("DBBACKUP_STORAGE", "DBBACKUP_STORAGE_OPTIONS"):

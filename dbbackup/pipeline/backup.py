@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from dbbackup import manifest, names, retention, schema, settings, signals
+from dbbackup import manifest, name_checks, names, retention, schema, settings, signals
 from dbbackup.db.base import check_alias, get_connector
 from dbbackup.exceptions import DbbackupError
 from dbbackup.pipeline._common import (
@@ -73,10 +73,10 @@ def backup_database(
     )
     storage = storage or get_storage()
     sender = sender or default_sender("dbbackup")
-    effective_servername = names.check_servername(servername or settings.HOSTNAME)
+    effective_servername = name_checks.check_servername(servername or settings.HOSTNAME)
     extension = connector.extension + (f".{codec.suffix}" if codec else "") + (".gpg" if encrypt else "")
     if not (output_filename or output_path):
-        names.check_naming("db", database, effective_servername, extension)
+        name_checks.check_naming("db", database, effective_servername, extension)
     if clean and not output_path:
         retention.check_keep_filter(
             output_filename or names.generate_filename(extension, database, effective_servername)

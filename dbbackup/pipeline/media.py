@@ -25,7 +25,7 @@ from typing import Any, BinaryIO
 from django.core.files.storage import Storage as DjangoStorage
 from django.core.files.storage import default_storage
 
-from dbbackup import manifest, names, retention, settings, signals, tar
+from dbbackup import manifest, name_checks, names, retention, settings, signals, tar
 from dbbackup.exceptions import DbbackupError, StorageError
 from dbbackup.media_source import source_for
 from dbbackup.media_target import KEPT, WRITTEN, target_for
@@ -87,10 +87,10 @@ def backup_media(
     )
     storage = storage or get_storage()
     sender = sender or default_sender("mediabackup")
-    effective_servername = names.check_servername(servername or settings.HOSTNAME)
+    effective_servername = name_checks.check_servername(servername or settings.HOSTNAME)
     extension = "tar" + (f".{codec.suffix}" if codec else "")
     if not (output_filename or output_path):
-        names.check_naming("media", "", effective_servername, extension)
+        name_checks.check_naming("media", "", effective_servername, extension)
     if clean and not output_path:
         retention.check_keep_filter(
             output_filename or names.generate_filename(extension, "", effective_servername, "media")

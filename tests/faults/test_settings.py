@@ -16,7 +16,7 @@ from django.core import mail
 from django.core.management import CommandError, call_command
 from django.db import connections
 
-from dbbackup import manifest, names, notify, signals
+from dbbackup import manifest, name_checks, notify, signals
 from tests.faults.support import child_settings, debris, fingerprint, run_command
 from tests.helpers import add_known_data
 
@@ -246,8 +246,8 @@ def test_system_check_reports_what_a_backup_would_refuse(settings):
 
 
 def test_check_naming_accepts_the_defaults():
-    names.check_naming("db", "default", "web1", "sqlite3.gz.gpg")
-    names.check_naming("media", "", "web1", "tar.gz")
+    name_checks.check_naming("db", "default", "web1", "sqlite3.gz.gpg")
+    name_checks.check_naming("media", "", "web1", "tar.gz")
 
 
 # -- DBBACKUP_ADMINS -------------------------------------------------------------------------
@@ -427,7 +427,7 @@ def test_an_empty_hostname_is_named_when_it_makes_names_unreadable(backup_dir):
     result = run_command(
         "dbbackup", "-d", "default", "--noinput", "-q", settings=child_settings(DBBACKUP_HOSTNAME="")
     )
-    assert_one_line_error(result, "DBBACKUP_HOSTNAME is empty")
+    assert_one_line_error(result, "DBBACKUP_HOSTNAME) is empty")
     assert files(backup_dir) == []
     assert (
         run_command(

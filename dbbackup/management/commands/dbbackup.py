@@ -7,7 +7,7 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import CommandError
 
-from dbbackup import names, pipeline, preflight, settings
+from dbbackup import name_checks, pipeline, preflight, settings
 from dbbackup.db.base import check_alias
 from dbbackup.exceptions import DbbackupError
 from dbbackup.management.commands._base import BaseDbBackupCommand
@@ -98,7 +98,7 @@ class Command(BaseDbBackupCommand):
                 "-o/--output-filename and -O/--output-path name one file; back up one database at "
                 "a time with -d."
             )
-        names.check_servername(options.get("servername") or settings.HOSTNAME)
+        name_checks.check_servername(options.get("servername") or settings.HOSTNAME)
         failures: list[tuple[str, BaseException]] = []
         for database in databases:
             try:
