@@ -9,7 +9,9 @@ Everything that differs between storages is handled here, not in the commands:
 
 * a write goes to a hidden temporary name and is published under its final name only once the
   whole stream was stored; a failure deletes what was written, so no half file looks like a
-  backup; an existing backup is never overwritten;
+  backup; an existing backup is never overwritten. How the bytes get there depends on the
+  backend (:mod:`dbbackup.upload`): a private local file hard-linked into place, an S3
+  multipart upload, a stream, or a seekable spool in ``DBBACKUP_TMP_DIR``;
 * on local storages backups are created 0600 (never readable by others, not even while being
   written) unless the storage's ``OPTIONS`` set a ``file_permissions_mode``;
 * listing walks sub-folders only when the filename templates can produce them.
@@ -32,7 +34,7 @@ from django.core.files.storage import FileSystemStorage, storages
 from django.core.files.storage import Storage as DjangoStorage
 from django.utils.module_loading import import_string
 
-from dbbackup import names, s3, settings
+from dbbackup import names, s3, settings, upload
 from dbbackup.exceptions import (
     BackupNotFoundError,
     DbbackupConfigurationError,
@@ -176,14 +178,13 @@ class Storage:
             raise StorageError(f"{filename!r} already exists in {self}; it was not overwritten.")
         if local:
             return self._write_local(filehandle, filename, on_conflict)
+        if not s3.is_s3(self.storage):
+            return upload.store(self.storage, filename, filehandle)  # streamed or spooled
         try:
-            if s3.is_s3(self.storage):
-                return s3.upload(self.storage, filename, filehandle)
-            stored = self.storage.save(filename, File(filehandle, name=filename))
+            return s3.upload(self.storage, filename, filehandle)
         except BaseException:
             self._discard(filename)
             raise
-        return stored
 
     def _write_local(
         self, filehandle: BinaryIO, filename: str, on_conflict: Callable[[str], str] | None = None

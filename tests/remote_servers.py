@@ -150,3 +150,50 @@ def sftp_server(workdir: Path) -> Iterator[SftpServer]:
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+@dataclass(frozen=True)
+class FtpServer:
+    port: int
+    root: Path
+
+    def storage_options(self, path: str = "") -> dict:
+        return {"location": f"ftp://dbbackup:secret@127.0.0.1:{self.port}/{path}"}
+
+
+@contextlib.contextmanager
+def ftp_server(root: Path) -> Iterator[FtpServer]:
+    """pyftpdlib serving ``root`` read-write to user ``dbbackup`` (password ``secret``)."""
+    try:
+        import pyftpdlib  # noqa: F401
+        import storages.backends.ftp  # noqa: F401
+    except ImportError as exc:
+        unavailable(f"the FTP tests need pyftpdlib and django-storages: {exc}")
+    root.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pyftpdlib",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-w",
+            "-d",
+            str(root),
+            "-u",
+            "dbbackup",
+            "-P",
+            "secret",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, process, "pyftpdlib")
+        yield FtpServer(port, root)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

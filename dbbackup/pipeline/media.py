@@ -22,11 +22,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, BinaryIO
 
-from django.core.files import File
 from django.core.files.storage import Storage as DjangoStorage
 from django.core.files.storage import default_storage
 
-from dbbackup import manifest, names, retention, settings, signals, tar
+from dbbackup import manifest, names, retention, settings, signals, tar, upload
 from dbbackup.exceptions import DbbackupError, StorageError
 from dbbackup.pipeline._common import (
     choose_encoding,
@@ -275,7 +274,8 @@ def execute_media_restore(plan: MediaRestorePlan, *, sender: type | None = None)
                     result.kept.append(member.name)
                     continue
                 target.delete(member.name)
-            saved = target.save(member.name, File(_Exact(member.content, member.size), name=member.name))
+            # streamed, or spooled for media storages that seek (dbbackup.upload)
+            saved = upload.save(target, member.name, _Exact(member.content, member.size))
             if saved != member.name:
                 raise StorageError(
                     f"The media storage saved {member.name!r} as {saved!r} instead of replacing it; "

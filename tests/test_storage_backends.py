@@ -1,0 +1,222 @@
+"""Every Django storage backend: the write strategies of :mod:`dbbackup.upload`.
+
+FTP runs against a real server (pyftpdlib) through django-storages' ``FTPStorage``; backends
+that cannot run here (Azure, Dropbox, Google Cloud) get a storage whose ``_save`` starts as
+theirs does (rewind, reopen, ask the size).
+"""
+
+import io
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.core.management import call_command
+
+from dbbackup import names, upload
+from dbbackup.storage import get_storage
+from dbbackup.streams import IteratorReader
+from tests import remote_servers
+from tests.helpers import add_known_data, snapshot
+from tests.testapp.models import Note
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+LIKE = ["AzureLikeStorage", "DropboxLikeStorage", "GoogleCloudLikeStorage"]
+
+
+def run(name, *args):
+    err = io.StringIO()
+    call_command(name, *args, stdout=io.StringIO(), stderr=err)
+    return err.getvalue()
+
+
+def failing_stream(size=100_000):
+    def chunks():
+        yield b"x" * size
+        raise OSError("the dump tool died")
+
+    return IteratorReader(chunks())
+
+
+@pytest.fixture(scope="module")
+def ftp(tmp_path_factory):
+    with remote_servers.ftp_server(tmp_path_factory.mktemp("ftp")) as server:
+        yield server
+
+
+@pytest.fixture
+def ftp_storages(ftp, settings, request):
+    folder = request.node.name.replace("[", "-").replace("]", "")
+    for sub in ("backups", "media"):
+        (ftp.root / folder / sub).mkdir(parents=True)
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "dbbackup": {
+            "BACKEND": "storages.backends.ftp.FTPStorage",
+            "OPTIONS": ftp.storage_options(f"{folder}/backups/"),
+        },
+        "default": {
+            "BACKEND": "storages.backends.ftp.FTPStorage",
+            "OPTIONS": ftp.storage_options(f"{folder}/media/"),
+        },
+    }
+    return ftp.root / folder / "backups", ftp.root / folder / "media"
+
+
+@pytest.fixture
+def spool_dir(tmp_path, settings):
+    settings.DBBACKUP_TMP_DIR = str(tmp_path / "spool")
+    os.mkdir(settings.DBBACKUP_TMP_DIR)
+    return Path(settings.DBBACKUP_TMP_DIR)
+
+
+def test_ftp_backup_restore_round_trip(ftp_storages, spool_dir):
+    backups, _ = ftp_storages
+    add_known_data()
+    before = snapshot()
+    run("dbbackup", "-d", "default", "-z")
+    [backup] = get_storage().list_backups(database="default")
+    assert sorted(path.name for path in backups.iterdir()) == [backup, backup + names.METADATA_SUFFIX]
+    Note.objects.all().delete()
+    run("dbrestore", "-d", "default", "--noinput")
+    assert snapshot() == before
+    assert list(spool_dir.iterdir()) == []
+
+
+def test_ftp_media_backup_and_restore(ftp_storages, spool_dir):
+    backups, media = ftp_storages
+    default_storage.save("photos/photo.jpg", ContentFile(b"\xff\xd8\xff jpeg"))
+    default_storage.save("docs/empty.txt", ContentFile(b""))
+    run("mediabackup", "-z")
+    assert [path.name.endswith(".tar.gz") for path in backups.iterdir()].count(True) == 1
+    (media / "photos" / "photo.jpg").unlink()
+    run("mediarestore", "--noinput")
+    assert (media / "photos" / "photo.jpg").read_bytes() == b"\xff\xd8\xff jpeg"
+    assert (media / "docs" / "empty.txt").read_bytes() == b""
+
+
+def test_ftp_is_spooled_and_published_by_rename(ftp_storages, spool_dir, monkeypatch):
+    backups, _ = ftp_storages
+    storage = get_storage()
+    assert upload.strategy(storage.storage) == "spool"
+    renamed = []
+    real = upload.RENAMERS["storages.backends.ftp.FTPStorage"]
+
+    def watching(backend, old, new):
+        assert Path(old).name.startswith(".")
+        assert names.PARTIAL_MARKER in old
+        assert [path.name for path in backups.iterdir()] == [Path(old).name]  # not yet published
+        renamed.append((old, new))
+        real(backend, old, new)
+
+    monkeypatch.setitem(upload.RENAMERS, "storages.backends.ftp.FTPStorage", watching)
+    name = storage.write_file(io.BytesIO(b"payload" * 1000), "default-2026-01-01-000000.psql")
+    assert renamed
+    assert renamed[0][1] == name
+    assert (backups / name).read_bytes() == b"payload" * 1000
+
+
+def test_a_failed_ftp_write_leaves_nothing(ftp_storages, spool_dir, monkeypatch):
+    backups, _ = ftp_storages
+    storage = get_storage()
+    with pytest.raises(OSError, match="the dump tool died"):
+        storage.write_file(failing_stream(), "default-2026-01-01-000000.psql")
+    assert list(backups.iterdir()) == []
+
+    def refuse(backend, old, new):
+        raise OSError("550 rename refused")
+
+    monkeypatch.setitem(upload.RENAMERS, "storages.backends.ftp.FTPStorage", refuse)
+    with pytest.raises(Exception, match="rename refused"):
+        storage.write_file(io.BytesIO(b"complete"), "default-2026-01-01-000000.psql")
+    assert list(backups.iterdir()) == []
+    assert list(spool_dir.iterdir()) == []
+
+
+@pytest.fixture(params=LIKE)
+def like_storage(request, settings, spool_dir):
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "dbbackup": {"BACKEND": f"tests.storages.{request.param}", "OPTIONS": {}},
+    }
+    return get_storage()
+
+
+def test_backends_that_seek_reopen_or_size_get_a_private_spool(like_storage, spool_dir):
+    add_known_data()
+    before = snapshot()
+    run("dbbackup", "-d", "default", "-z")
+    backend = like_storage.storage
+    [backup] = like_storage.list_backups(database="default")
+    assert set(backend.objects) == {backup, backup + names.METADATA_SUFFIX}
+    # the backend got a real file, readable by its owner only, already unlinked
+    assert backend.seen
+    assert set(backend.seen) == {(stat.S_IRUSR | stat.S_IWUSR, 0)}
+    Note.objects.all().delete()
+    run("dbrestore", "-d", "default", "--noinput")
+    assert snapshot() == before
+    assert list(spool_dir.iterdir()) == []
+
+
+def test_a_failed_dump_never_reaches_a_spooled_backend(like_storage, spool_dir):
+    with pytest.raises(OSError, match="the dump tool died"):
+        like_storage.write_file(failing_stream(), "default-2026-01-01-000000.psql")
+    assert like_storage.storage.objects == {}
+    assert like_storage.storage.seen == []
+    assert list(spool_dir.iterdir()) == []
+
+
+def test_a_failed_upload_is_deleted(like_storage, monkeypatch):
+    backend = like_storage.storage
+    real_save = type(backend)._save
+
+    def save_then_fail(self, name, content):
+        real_save(self, name, content)
+        raise OSError("connection reset while committing")
+
+    monkeypatch.setattr(type(backend), "_save", save_then_fail)
+    monkeypatch.setattr(upload, "_save_owner", lambda storage: f"tests.storages.{type(storage).__name__}")
+    with pytest.raises(OSError, match="connection reset"):
+        like_storage.write_file(io.BytesIO(b"data"), "default-2026-01-01-000000.psql")
+    assert backend.objects == {}
+
+
+def test_media_backup_and_restore_through_a_spooled_media_storage(like_storage, settings, tmp_path):
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {"BACKEND": "tests.storages.AzureLikeStorage", "OPTIONS": {}},
+    }
+    settings.MEDIA_ROOT = str(tmp_path / "unused-media-root")
+    default_storage.save("a/b.txt", ContentFile(b"hello"))
+    run("mediabackup")
+    default_storage.delete("a/b.txt")
+    run("mediarestore", "--noinput")
+    assert default_storage.open("a/b.txt").read() == b"hello"
+
+
+def test_a_full_spool_disk_is_a_clear_error(like_storage, monkeypatch):
+    class Full(io.BytesIO):
+        def write(self, data):
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(upload.tempfile, "TemporaryFile", lambda dir: Full())
+    with pytest.raises(Exception, match="DBBACKUP_TMP_DIR .* ran out of space"):
+        like_storage.write_file(io.BytesIO(b"data"), "default-2026-01-01-000000.psql")
+    assert like_storage.storage.objects == {}
+
+
+def test_known_sequential_backends_are_streamed(settings):
+    from django.core.files.storage import InMemoryStorage
+
+    from tests.storages import AzureLikeStorage
+
+    class Custom(InMemoryStorage):
+        def _save(self, name, content):
+            return super()._save(name, content)
+
+    assert upload.strategy(InMemoryStorage()) == "stream"
+    assert upload.strategy(AzureLikeStorage()) == "spool"
+    assert upload.strategy(Custom()) == "spool"  # its own _save may seek: spooled to be safe
