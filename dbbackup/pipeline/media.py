@@ -17,16 +17,18 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, BinaryIO
 
+from django.core.files.storage import FileSystemStorage, default_storage
 from django.core.files.storage import Storage as DjangoStorage
-from django.core.files.storage import default_storage
 
 from dbbackup import manifest, names, retention, settings, signals, tar, upload
-from dbbackup.exceptions import DbbackupError, StorageError
+from dbbackup.exceptions import DbbackupConfigurationError, DbbackupError, StorageError
 from dbbackup.pipeline._common import (
     choose_encoding,
     default_sender,
@@ -84,6 +86,8 @@ def backup_media(
         compress=compress, compression=compression, encrypt=encrypt, clean=clean, content_type="media"
     )
     storage = storage or get_storage()
+    source = media_storage()
+    backups_inside = backup_folder_in_media(source, storage)  # refuses a media storage without root
     sender = sender or default_sender("mediabackup")
     effective_servername = servername or settings.HOSTNAME
     signals.send_pre(
@@ -99,12 +103,10 @@ def backup_media(
 
     # -o names the archive before encryption, as django-dbbackup's mediabackup does
     filename = (output_filename + (".gpg" if encrypt else "")) if output_filename else name_at(started)
-    source = media_storage()
     counter = _Counter()
+    walk = _outside(tar.walk_storage(source), backups_inside)
     filename, local_path, digest = store(
-        encode(
-            IteratorReader(tar.stream_tar(source, counter.count(tar.walk_storage(source)))), codec, encrypt
-        ),
+        encode(IteratorReader(tar.stream_tar(source, counter.count(walk))), codec, encrypt),
         storage=storage,
         filename=filename,
         output_path=output_path,
@@ -151,6 +153,48 @@ def backup_media(
     if post_error is not None:
         raise post_error
     return result
+
+
+def backup_folder_in_media(source: DjangoStorage, storage: Storage) -> str | None:
+    """Where the backups lie inside the media folder (a relative path), or ``None``.
+
+    Refuses a local media storage without a folder of its own: with ``MEDIA_ROOT`` empty, Django
+    stores media in the current directory, and a media backup would archive the whole project,
+    its backups included. Refuses backups written straight into the media folder itself.
+    """
+    if not isinstance(source, FileSystemStorage):
+        return None
+    if not source.base_location:
+        raise DbbackupConfigurationError(
+            'The media storage (STORAGES["default"]) has no folder: MEDIA_ROOT is empty, so '
+            f"mediabackup would archive the current directory ({os.getcwd()}). Set MEDIA_ROOT (or "
+            'STORAGES["default"]["OPTIONS"]["location"]) to the folder of your media files.'
+        )
+    backups = getattr(storage.storage, "location", None)
+    if not isinstance(storage.storage, FileSystemStorage) or not backups:
+        return None
+    media_root, backup_root = Path(source.location).resolve(), Path(backups).resolve()
+    if backup_root == media_root:
+        raise DbbackupConfigurationError(
+            f"The backups are stored in the media folder itself ({media_root}): a media backup "
+            'would archive them. Give STORAGES["dbbackup"] a location outside the media folder.'
+        )
+    if media_root not in backup_root.parents:
+        return None
+    inside = backup_root.relative_to(media_root).as_posix()
+    logger.warning(
+        "The backup location %s lies inside the media folder: %s/ is left out of the media backup.",
+        backup_root,
+        inside,
+    )
+    return inside
+
+
+def _outside(names: Iterator[str], folder: str | None) -> Iterator[str]:
+    """The ``names`` that do not lie in ``folder`` (all of them when it is ``None``)."""
+    for name in names:
+        if folder is None or not (name + "/").startswith(folder + "/"):
+            yield name
 
 
 class _Counter:
