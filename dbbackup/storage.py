@@ -34,7 +34,7 @@ from django.core.files.storage import FileSystemStorage, storages
 from django.core.files.storage import Storage as DjangoStorage
 from django.utils.module_loading import import_string
 
-from dbbackup import names, s3, settings, upload
+from dbbackup import azure, names, s3, settings, upload
 from dbbackup.exceptions import (
     BackupNotFoundError,
     DbbackupConfigurationError,
@@ -140,6 +140,8 @@ class Storage:
         """Open a stored file for reading (binary); the caller closes it."""
         if s3.is_s3(self.storage):
             return File(s3.open_stream(self.storage, filepath), name=filepath)
+        if azure.is_azure(self.storage):
+            return File(azure.open_stream(self.storage, filepath), name=filepath)
         try:
             handle = self.storage.open(filepath, "rb")
         except FileNotFoundError as exc:

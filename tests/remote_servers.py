@@ -197,3 +197,85 @@ def ftp_server(root: Path) -> Iterator[FtpServer]:
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+AZURITE_ACCOUNT = "devstoreaccount1"
+# Azurite's documented, public development key (not a secret).
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+@dataclass(frozen=True)
+class AzuriteServer:
+    port: int
+
+    @property
+    def connection_string(self) -> str:
+        return (
+            f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+            f"BlobEndpoint=http://127.0.0.1:{self.port}/{AZURITE_ACCOUNT};"
+        )
+
+    def storage_options(self, container: str) -> dict:
+        return {"connection_string": self.connection_string, "azure_container": container}
+
+
+def azurite_executable() -> Path | None:
+    """Azurite's blob server, installed from the npm registry into a cache folder on first use.
+
+    ``DBBACKUP_AZURITE`` may name an installed ``azurite-blob``; the cache is
+    ``$DBBACKUP_TEST_CACHE`` (default ``~/.cache/dbbackup-tests``).
+    """
+    if os.environ.get("DBBACKUP_AZURITE"):
+        return Path(os.environ["DBBACKUP_AZURITE"])
+    cache = (
+        Path(os.environ.get("DBBACKUP_TEST_CACHE") or Path.home() / ".cache" / "dbbackup-tests") / "azurite"
+    )
+    executable = cache / "node_modules" / ".bin" / "azurite-blob"
+    if executable.exists():
+        return executable
+    if shutil.which("npm") is None or shutil.which("node") is None:
+        return None
+    cache.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(
+        ["npm", "install", "--prefix", str(cache), "--no-audit", "--no-fund", "azurite@3"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    return executable if result.returncode == 0 and executable.exists() else None
+
+
+@contextlib.contextmanager
+def azurite_server(workdir: Path) -> Iterator[AzuriteServer]:
+    """Azurite's blob service on 127.0.0.1, its data in ``workdir``."""
+    try:
+        import azure.storage.blob  # noqa: F401
+        import storages.backends.azure_storage  # noqa: F401
+    except ImportError as exc:
+        unavailable(f"the Azure tests need azure-storage-blob and django-storages: {exc}")
+    executable = azurite_executable()
+    if executable is None:
+        unavailable("the Azure tests need Azurite: node and npm to install it (npm install azurite)")
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            *(str(executable), "--blobHost", "127.0.0.1", "--blobPort", str(port)),
+            *(
+                "--location",
+                str(workdir),
+                "--skipApiVersionCheck",
+                "--loose",
+                "--disableTelemetry",
+                "--silent",
+            ),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, process, "azurite-blob")
+        yield AzuriteServer(port)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

@@ -220,3 +220,65 @@ def test_known_sequential_backends_are_streamed(settings):
     assert upload.strategy(InMemoryStorage()) == "stream"
     assert upload.strategy(AzureLikeStorage()) == "spool"
     assert upload.strategy(Custom()) == "spool"  # its own _save may seek: spooled to be safe
+
+
+@pytest.fixture(scope="module")
+def azurite(tmp_path_factory):
+    with remote_servers.azurite_server(tmp_path_factory.mktemp("azurite")) as server:
+        yield server
+
+
+@pytest.fixture
+def azure_storages(azurite, settings, request, spool_dir):
+    from azure.storage.blob import BlobServiceClient
+
+    client = BlobServiceClient.from_connection_string(azurite.connection_string)
+    container = "b" + request.node.name.lower().replace("_", "-")[:40].strip("-")
+    for name in (container, container + "-m"):
+        client.create_container(name)
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "dbbackup": {
+            "BACKEND": "storages.backends.azure_storage.AzureStorage",
+            "OPTIONS": azurite.storage_options(container),
+        },
+        "default": {
+            "BACKEND": "storages.backends.azure_storage.AzureStorage",
+            "OPTIONS": azurite.storage_options(container + "-m"),
+        },
+    }
+    return client.get_container_client(container)
+
+
+def blob_names(container):
+    return sorted(blob.name for blob in container.list_blobs())
+
+
+def test_azure_backup_restore_round_trip(azure_storages, spool_dir):
+    add_known_data()
+    before = snapshot()
+    run("dbbackup", "-d", "default", "-z")
+    [backup] = get_storage().list_backups(database="default")
+    assert blob_names(azure_storages) == [backup, backup + names.METADATA_SUFFIX]
+    Note.objects.all().delete()
+    run("dbrestore", "-d", "default", "--noinput")
+    assert snapshot() == before
+    assert list(spool_dir.iterdir()) == []
+
+
+def test_azure_media_backup_and_restore(azure_storages):
+    default_storage.save("photos/ünïcode photo.jpg", ContentFile(b"\xff\xd8\xff jpeg"))
+    default_storage.save("docs/empty.txt", ContentFile(b""))
+    run("mediabackup", "-z")
+    default_storage.delete("photos/ünïcode photo.jpg")
+    run("mediarestore", "--noinput")
+    with default_storage.open("photos/ünïcode photo.jpg") as handle:
+        assert handle.read() == b"\xff\xd8\xff jpeg"
+    assert default_storage.exists("docs/empty.txt")
+
+
+def test_a_failed_azure_write_leaves_no_blob(azure_storages, spool_dir):
+    with pytest.raises(OSError, match="the dump tool died"):
+        get_storage().write_file(failing_stream(), "default-2026-01-01-000000.psql")
+    assert blob_names(azure_storages) == []
+    assert list(spool_dir.iterdir()) == []
