@@ -4,8 +4,8 @@ Django's ``Storage.save()`` takes a ``File``, and backends differ in what they d
 
 How the bytes travel
     * **stream**: the backend's ``_save`` reads the content once, front to back
-      (``FileSystemStorage``, ``InMemoryStorage``, django-storages' ``SFTPStorage``); the backup
-      stream is handed over as it is produced.
+      (``FileSystemStorage``, ``InMemoryStorage``, django-storages' ``SFTPStorage`` and
+      ``S3Storage``); the backup stream is handed over as it is produced.
     * **spool**: every other backend. Many rewind, reopen or measure the content first
       (django-storages' ``FTPStorage`` calls ``content.open()``, ``AzureStorage``
       ``content.seek(0)``, ``DropboxStorage`` ``content.size``, ``GoogleCloudStorage``
@@ -54,13 +54,15 @@ SEQUENTIAL_SAVES = frozenset(
         "django.core.files.storage.filesystem.FileSystemStorage",
         "django.core.files.storage.memory.InMemoryStorage",
         "storages.backends.sftpstorage.SFTPStorage",
+        # rewinds only what is seekable, and feeds boto3 a reader (media restores to S3)
+        "storages.backends.s3.S3Storage",
     }
 )
 
 
 def _save_owner(storage: DjangoStorage) -> str:
     """The dotted path of the class whose ``_save`` this storage runs."""
-    for cls in type(storage).__mro__:
+    for cls in storage.__class__.__mro__:  # __class__ sees through default_storage's LazyObject
         if "_save" in cls.__dict__:
             return f"{cls.__module__}.{cls.__qualname__}"
     return ""

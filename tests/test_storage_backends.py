@@ -220,6 +220,14 @@ def test_known_sequential_backends_are_streamed(settings):
     assert upload.strategy(InMemoryStorage()) == "stream"
     assert upload.strategy(AzureLikeStorage()) == "spool"
     assert upload.strategy(Custom()) == "spool"  # its own _save may seek: spooled to be safe
+    # the media storage is default_storage, a LazyObject: judged by the storage it wraps
+    settings.STORAGES = {**settings.STORAGES, "default": {"BACKEND": "tests.storages.AzureLikeStorage"}}
+    assert upload.strategy(default_storage) == "spool"
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": "/x"}},
+    }
+    assert upload.strategy(default_storage) == "stream"
 
 
 @pytest.fixture(scope="module")
