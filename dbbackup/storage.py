@@ -34,7 +34,7 @@ from django.core.files.storage import FileSystemStorage, storages
 from django.core.files.storage import Storage as DjangoStorage
 from django.utils.module_loading import import_string
 
-from dbbackup import azure, names, s3, settings, upload
+from dbbackup import azure, gcs, names, s3, settings, upload
 from dbbackup.exceptions import (
     BackupNotFoundError,
     DbbackupConfigurationError,
@@ -142,6 +142,8 @@ class Storage:
             return File(s3.open_stream(self.storage, filepath), name=filepath)
         if azure.is_azure(self.storage):
             return File(azure.open_stream(self.storage, filepath), name=filepath)
+        if gcs.is_gcs(self.storage):
+            return File(gcs.open_stream(self.storage, filepath), name=filepath)
         try:
             handle = self.storage.open(filepath, "rb")
         except FileNotFoundError as exc:
@@ -180,6 +182,8 @@ class Storage:
             raise StorageError(f"{filename!r} already exists in {self}; it was not overwritten.")
         if local:
             return self._write_local(filehandle, filename, on_conflict)
+        if gcs.is_gcs(self.storage):
+            return gcs.upload(self.storage, filename, filehandle)  # resumable, cancelled on failure
         if not s3.is_s3(self.storage):
             return upload.store(self.storage, filename, filehandle)  # streamed or spooled
         try:

@@ -279,3 +279,44 @@ def azurite_server(workdir: Path) -> Iterator[AzuriteServer]:
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+@dataclass(frozen=True)
+class GcsServer:
+    endpoint: str
+
+    def client(self):
+        from google.cloud import storage as gcs
+
+        return gcs.Client(project="test")
+
+    def storage_options(self, bucket: str) -> dict:
+        return {"bucket_name": bucket, "project_id": "test"}
+
+
+@contextlib.contextmanager
+def gcs_server(workdir: Path) -> Iterator[GcsServer]:
+    """gcp-storage-emulator (from PyPI) on 127.0.0.1; clients find it via STORAGE_EMULATOR_HOST,
+    which the caller sets."""
+    try:
+        import gcp_storage_emulator  # noqa: F401
+        import google.cloud.storage  # noqa: F401
+        import storages.backends.gcloud  # noqa: F401
+    except ImportError as exc:
+        unavailable(f"the Google Cloud tests need gcp-storage-emulator, google-cloud-storage: {exc}")
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "gcp_storage_emulator", "-d", str(workdir), "start"),
+            *("--port", str(port), "-H", "127.0.0.1", "-q"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, process, "gcp-storage-emulator")
+        yield GcsServer(f"http://127.0.0.1:{port}")
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
