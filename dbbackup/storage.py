@@ -11,7 +11,11 @@ Everything that differs between storages is handled here, not in the commands:
   whole stream was stored; a failure deletes what was written, so no half file looks like a
   backup; an existing backup is never overwritten. How the bytes get there depends on the
   backend (:mod:`dbbackup.upload`): a private local file hard-linked into place, an S3
-  multipart upload, a stream, or a seekable spool in ``DBBACKUP_TMP_DIR``;
+  multipart upload, a Google Cloud resumable upload, a stream, or a seekable spool in
+  ``DBBACKUP_TMP_DIR``;
+* reads are streams; S3, Google Cloud, Azure and FTP are read natively (:mod:`dbbackup.s3`,
+  :mod:`dbbackup.gcs`, :mod:`dbbackup.azure`, :mod:`dbbackup.ftp`), as the backends' own
+  ``open()`` would copy the whole file first (or, for ``.gz`` names, un-gzip it);
 * on local storages backups are created 0600 (never readable by others, not even while being
   written) unless the storage's ``OPTIONS`` set a ``file_permissions_mode``;
 * listing walks sub-folders only when the filename templates can produce them.
@@ -34,7 +38,7 @@ from django.core.files.storage import FileSystemStorage, storages
 from django.core.files.storage import Storage as DjangoStorage
 from django.utils.module_loading import import_string
 
-from dbbackup import azure, gcs, names, s3, settings, upload
+from dbbackup import azure, ftp, gcs, names, s3, settings, upload
 from dbbackup.exceptions import (
     BackupNotFoundError,
     DbbackupConfigurationError,
@@ -144,6 +148,8 @@ class Storage:
             return File(azure.open_stream(self.storage, filepath), name=filepath)
         if gcs.is_gcs(self.storage):
             return File(gcs.open_stream(self.storage, filepath), name=filepath)
+        if ftp.is_ftp(self.storage):
+            return File(ftp.open_stream(self.storage, filepath), name=filepath)
         try:
             handle = self.storage.open(filepath, "rb")
         except FileNotFoundError as exc:

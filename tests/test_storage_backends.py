@@ -86,6 +86,28 @@ def test_ftp_backup_restore_round_trip(ftp_storages, spool_dir):
     assert list(spool_dir.iterdir()) == []
 
 
+def test_ftp_reads_are_streamed_not_loaded_into_memory(ftp_storages, monkeypatch):
+    from storages.backends.ftp import FTPStorage
+
+    from dbbackup.exceptions import BackupNotFoundError
+
+    backups, _ = ftp_storages
+    (backups / "sub").mkdir()
+    (backups / "sub" / "big.psql").write_bytes(b"0123456789" * 300_000)
+
+    def whole_file_in_memory(self, name):
+        raise AssertionError("FTPStorage._read loads the whole file into memory")
+
+    monkeypatch.setattr(FTPStorage, "_read", whole_file_in_memory)
+    storage = get_storage()
+    with storage.read_file("sub/big.psql") as handle:
+        assert handle.read(10) == b"0123456789"
+        assert len(handle.read()) == 3_000_000 - 10
+    assert storage.exists("sub/big.psql")  # the storage's own connection is still usable
+    with pytest.raises(BackupNotFoundError):
+        storage.read_file("missing.psql")
+
+
 def test_ftp_media_backup_and_restore(ftp_storages, spool_dir):
     backups, media = ftp_storages
     default_storage.save("photos/photo.jpg", ContentFile(b"\xff\xd8\xff jpeg"))
