@@ -11,7 +11,8 @@ Everything that differs between storages is handled here, not in the commands:
   whole stream was stored; a failure deletes what was written, so no half file looks like a
   backup; an existing backup is never overwritten. How the bytes get there depends on the
   backend (:mod:`dbbackup.upload`): a private local file hard-linked into place, an S3
-  multipart upload, a Google Cloud resumable upload, a stream, or a seekable spool in
+  multipart upload, a Google Cloud resumable upload, Azure staged blocks, a stream, or a
+  seekable spool in
   ``DBBACKUP_TMP_DIR``;
 * reads are streams; S3, Google Cloud, Azure and FTP are read natively (:mod:`dbbackup.s3`,
   :mod:`dbbackup.gcs`, :mod:`dbbackup.azure`, :mod:`dbbackup.ftp`), as the backends' own
@@ -190,6 +191,8 @@ class Storage:
             return self._write_local(filehandle, filename, on_conflict)
         if gcs.is_gcs(self.storage):
             return gcs.upload(self.storage, filename, filehandle)  # resumable, cancelled on failure
+        if azure.is_azure(self.storage):
+            return azure.upload(self.storage, filename, filehandle)  # blocks, committed at the end
         if not s3.is_s3(self.storage):
             return upload.store(self.storage, filename, filehandle)  # streamed or spooled
         try:

@@ -15,8 +15,9 @@ How the bytes travel
       the backend gets that seekable file and its size. It costs temporary disk space as large
       as the backup, never memory. A backend not known to read sequentially is always spooled.
 
-    ``FileSystemStorage`` with a local path and ``S3Storage`` (multipart upload) have native
-    writers in :mod:`dbbackup.storage` and :mod:`dbbackup.s3`; they never reach this module.
+    Backups to ``FileSystemStorage`` with a local path, ``S3Storage``, ``GoogleCloudStorage``
+    and ``AzureStorage`` have native writers (:mod:`dbbackup.storage`, :mod:`dbbackup.s3`,
+    :mod:`dbbackup.gcs`, :mod:`dbbackup.azure`); media files restored to them come here.
 
 How the name appears (:func:`store`)
     * backends that can rename (``FTPStorage``, ``SFTPStorage``): the file is written under a

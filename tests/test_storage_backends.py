@@ -308,10 +308,40 @@ def test_azure_media_backup_and_restore(azure_storages):
 
 
 def test_a_failed_azure_write_leaves_no_blob(azure_storages, spool_dir):
-    with pytest.raises(OSError, match="the dump tool died"):
-        get_storage().write_file(failing_stream(), "default-2026-01-01-000000.psql")
+    from dbbackup import s3
+
+    with pytest.raises(OSError, match="the dump tool died"):  # after a first block was staged
+        get_storage().write_file(failing_stream(s3.FIRST_PART_SIZE + 10), "default-2026-01-01-000000.psql")
     assert blob_names(azure_storages) == []
     assert list(spool_dir.iterdir()) == []
+
+
+def test_azure_backups_are_streamed_as_blocks_without_a_spool(azure_storages, monkeypatch):
+    from dbbackup import s3
+
+    def no_spool(stream):
+        raise AssertionError("spooled")
+
+    monkeypatch.setattr(upload, "spooled", no_spool)
+    data = os.urandom(1024) * (s3.FIRST_PART_SIZE // 1024 + 300)  # two blocks
+    name = get_storage().write_file(io.BytesIO(data), "default-2026-01-01-000000.psql.gz")
+    blob = azure_storages.get_blob_client(name)
+    assert blob.download_blob(decompress=False).readall() == data
+    assert len(blob.get_block_list()[0]) == 2
+    assert blob.get_blob_properties().content_settings.content_encoding is None
+    with get_storage().read_file(name) as handle:
+        assert handle.read() == data
+
+
+def test_an_azure_upload_never_overwrites(azure_storages):
+    from dbbackup import azure
+    from dbbackup.exceptions import StorageError
+
+    storage = get_storage().storage
+    azure.upload(storage, "taken.psql", io.BytesIO(b"first"))
+    with pytest.raises(StorageError, match="already exists"):
+        azure.upload(storage, "taken.psql", io.BytesIO(b"second"))
+    assert azure_storages.get_blob_client("taken.psql").download_blob().readall() == b"first"
 
 
 @pytest.fixture(scope="module")
