@@ -75,3 +75,24 @@ def test_a_media_path_other_than_media_root_is_reported_as_ignored(settings):
     assert ids() == []
     settings.DBBACKUP_MEDIA_PATH = "/srv/elsewhere"
     assert ids() == ["dbbackup.W013"]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("setting", "value", "message"),
+    [
+        ("DBBACKUP_FILENAME_TEMPLATE", 3, "must be a format string or a callable"),  # E001
+        ("DBBACKUP_CONNECTORS", {"default": {"NOT_A_KEY": 1}}, "NOT_A_KEY"),  # E002
+    ],
+)
+def test_what_a_check_warns_about_stops_the_backup_with_one_line(
+    backup_dir, settings, setting, value, message
+):
+    import io
+
+    from django.core.management.base import CommandError
+
+    setattr(settings, setting, value)
+    with pytest.raises(CommandError, match=message):
+        call_command("dbbackup", "-d", "default", stdout=io.StringIO(), stderr=io.StringIO())
+    assert list(backup_dir.glob("*")) == []
