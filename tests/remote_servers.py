@@ -223,13 +223,14 @@ def azurite_executable() -> Path | None:
     """Azurite's blob server, installed from the npm registry into a cache folder on first use.
 
     ``DBBACKUP_AZURITE`` may name an installed ``azurite-blob``; the cache is
-    ``$DBBACKUP_TEST_CACHE`` (default ``~/.cache/dbbackup-tests``).
+    ``$DBBACKUP_TEST_CACHE`` (default ``$XDG_CACHE_HOME/dbbackup-tests``, ``~/.cache/...``).
     """
     if os.environ.get("DBBACKUP_AZURITE"):
         return Path(os.environ["DBBACKUP_AZURITE"])
-    cache = (
-        Path(os.environ.get("DBBACKUP_TEST_CACHE") or Path.home() / ".cache" / "dbbackup-tests") / "azurite"
+    cache_root = os.environ.get("DBBACKUP_TEST_CACHE") or (
+        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dbbackup-tests"
     )
+    cache = Path(cache_root) / "azurite"
     executable = cache / "node_modules" / ".bin" / "azurite-blob"
     if executable.exists():
         return executable
@@ -241,6 +242,7 @@ def azurite_executable() -> Path | None:
         capture_output=True,
         text=True,
         timeout=600,
+        env={**os.environ, "npm_config_cache": str(cache / "npm-cache")},  # HOME may be unset (tox)
     )
     return executable if result.returncode == 0 and executable.exists() else None
 
