@@ -401,3 +401,61 @@ def test_a_failed_gcs_upload_leaves_no_object(gcs_storages):
     with pytest.raises(OSError, match="the dump tool died"):  # after a first chunk went up
         get_storage().write_file(failing_stream(gcs.CHUNK_SIZE + 10), "default-2026-01-01-000000.psql")
     assert list(gcs_storages.list_blobs()) == []
+
+
+@pytest.fixture(scope="module")
+def sftp(tmp_path_factory):
+    with remote_servers.sftp_server(tmp_path_factory.mktemp("sshd")) as server:
+        yield server
+
+
+@pytest.fixture
+def sftp_backups(sftp, settings, tmp_path):
+    root = tmp_path / "sftp-root"
+    root.mkdir()
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "dbbackup": {
+            "BACKEND": "storages.backends.sftpstorage.SFTPStorage",
+            "OPTIONS": sftp.storage_options(root),
+        },
+    }
+    return root
+
+
+def test_sftp_is_streamed_to_a_partial_name_then_renamed(sftp_backups, monkeypatch):
+    def no_spool(stream):
+        raise AssertionError("spooled")
+
+    monkeypatch.setattr(upload, "spooled", no_spool)
+    storage = get_storage()
+    assert upload.strategy(storage.storage) == "stream"
+    seen = []
+    real = upload.RENAMERS["storages.backends.sftpstorage.SFTPStorage"]
+
+    def watching(backend, old, new):
+        seen.append(sorted(path.name for path in sftp_backups.iterdir()))
+        real(backend, old, new)
+
+    monkeypatch.setitem(upload.RENAMERS, "storages.backends.sftpstorage.SFTPStorage", watching)
+    name = storage.write_file(io.BytesIO(b"dump"), "default-2026-01-01-000000.psql")
+    [before_rename] = seen
+    assert len(before_rename) == 1
+    assert before_rename[0].startswith(".default-2026-01-01-000000.psql" + names.PARTIAL_MARKER)
+    assert sorted(path.name for path in sftp_backups.iterdir()) == [name]
+
+
+def test_a_failed_sftp_write_leaves_nothing(sftp_backups):
+    with pytest.raises(OSError, match="the dump tool died"):
+        get_storage().write_file(failing_stream(), "default-2026-01-01-000000.psql")
+    assert list(sftp_backups.iterdir()) == []
+
+
+def test_the_sftp_rename_never_replaces_a_backup(sftp_backups):
+    from dbbackup.exceptions import StorageError
+
+    (sftp_backups / "taken.psql").write_bytes(b"first")
+    with pytest.raises(StorageError, match="Could not rename"):
+        upload.store(get_storage().storage, "taken.psql", io.BytesIO(b"second"))
+    assert [path.name for path in sftp_backups.iterdir()] == ["taken.psql"]
+    assert (sftp_backups / "taken.psql").read_bytes() == b"first"
