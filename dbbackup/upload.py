@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import ftplib
 import logging
 import posixpath
 import tempfile
@@ -169,10 +170,26 @@ def store(storage: DjangoStorage, name: str, stream: BinaryIO) -> str:
     return stored
 
 
+def _ftp_delete(storage: DjangoStorage, name: str) -> None:
+    # FTPStorage.delete() checks exists() first, with NLST, which many servers answer without
+    # hidden (dot) files: the partial name would never be deleted.
+    storage._start_connection()
+    with contextlib.suppress(ftplib.error_perm):  # 550: there is no such file
+        storage._connection.delete(name)
+
+
+DELETERS: dict[str, Callable[[DjangoStorage, str], None]] = {
+    "storages.backends.ftp.FTPStorage": _ftp_delete,
+}
+
+
 def discard(storage: DjangoStorage, name: str) -> None:
     """Delete ``name`` if it exists; a failure is logged (the original error matters more)."""
     try:
-        if storage.exists(name):
+        delete = DELETERS.get(_save_owner(storage))
+        if delete is not None:
+            delete(storage, name)
+        elif storage.exists(name):
             storage.delete(name)
     except Exception:
         logger.warning("Could not delete the incomplete file %s from %s", name, type(storage).__name__)

@@ -167,6 +167,30 @@ def like_storage(request, settings, spool_dir):
     return get_storage()
 
 
+def test_a_failed_ftp_publish_removes_the_partial_even_when_listings_hide_dot_files(
+    ftp_storages, monkeypatch
+):
+    from storages.backends.ftp import FTPStorage
+
+    backups, _ = ftp_storages
+    real_exists = FTPStorage.exists
+    # vsftpd, ProFTPD and others answer NLST without hidden files
+    monkeypatch.setattr(
+        FTPStorage,
+        "exists",
+        lambda self, name: not Path(name).name.startswith(".") and real_exists(self, name),
+    )
+
+    def refuse(backend, old, new):
+        assert [path.name for path in backups.iterdir()] == [Path(old).name]
+        raise OSError("550 rename refused")
+
+    monkeypatch.setitem(upload.RENAMERS, "storages.backends.ftp.FTPStorage", refuse)
+    with pytest.raises(Exception, match="rename refused"):
+        get_storage().write_file(io.BytesIO(b"complete"), "default-2026-01-01-000000.psql")
+    assert list(backups.iterdir()) == []
+
+
 def test_backends_that_seek_reopen_or_size_get_a_private_spool(like_storage, spool_dir):
     add_known_data()
     before = snapshot()
