@@ -12,8 +12,7 @@ Everything that differs between storages is handled here, not in the commands:
   backup; an existing backup is never overwritten. How the bytes get there depends on the
   backend (:mod:`dbbackup.upload`): a private local file hard-linked into place, an S3
   multipart upload, a Google Cloud resumable upload, Azure staged blocks, a stream, or a
-  seekable spool in
-  ``DBBACKUP_TMP_DIR``;
+  seekable spool in ``DBBACKUP_TMP_DIR``;
 * reads are streams; S3, Google Cloud, Azure and FTP are read natively (:mod:`dbbackup.s3`,
   :mod:`dbbackup.gcs`, :mod:`dbbackup.azure`, :mod:`dbbackup.ftp`), as the backends' own
   ``open()`` would copy the whole file first (or, for ``.gz`` names, un-gzip it);
