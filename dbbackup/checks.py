@@ -1,12 +1,19 @@
 """System checks (``manage.py check``), registered by the app config.
 
 Ids keep django-dbbackup's meaning where it had one (W001-W005); new ones start at W011.
+
+dbbackup's checks never stop ``migrate``, ``runserver``, ``test`` or any other command: every
+problem is reported as a Warning, also those whose id starts with ``E`` (ids are stable; the E
+says that a backup command will refuse to run until it is fixed, with a clear error then).
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 from django.conf import settings as django_settings
-from django.core.checks import Error, Tags, Warning, register
+from django.core.checks import ERROR, CheckMessage, Error, Tags, Warning, register
 
 from dbbackup import name_checks, names, settings
 from dbbackup.exceptions import DbbackupConfigurationError
@@ -32,7 +39,29 @@ def _template_problem(name: str, check_id: str) -> list:
     return []
 
 
+def _never_blocking(check: Callable[..., list]) -> Callable[..., list]:
+    """Report the problems ``check`` finds as Warnings, so that they never stop a command."""
+
+    @functools.wraps(check)
+    def reporting(app_configs=None, **kwargs) -> list[CheckMessage]:
+        try:
+            problems = check(app_configs, **kwargs)
+        except Exception as exc:  # a broken setting must not stop migrate either
+            return [
+                Warning(f"A dbbackup check could not run: {type(exc).__name__}: {exc}", id="dbbackup.W019")
+            ]
+        return [
+            Warning(problem.msg, hint=problem.hint, obj=problem.obj, id=problem.id)
+            if problem.level >= ERROR
+            else problem
+            for problem in problems
+        ]
+
+    return reporting
+
+
 @register(Tags.compatibility)
+@_never_blocking
 def check_settings(app_configs=None, **kwargs) -> list:
     """Check the dbbackup settings that a typo would silently break."""
     problems: list = []
@@ -92,6 +121,7 @@ def check_settings(app_configs=None, **kwargs) -> list:
 
 
 @register("dbbackup")
+@_never_blocking
 def check_environment(app_configs=None, **kwargs) -> list:
     """Tools on PATH, the GPG recipient's key, and a safe, writable backup location."""
     from dbbackup import environment

@@ -57,11 +57,21 @@ def is_local(storage: DjangoStorage) -> bool:
 class StorageSource:
     """The files of any Django storage, through its API."""
 
-    def __init__(self, storage: DjangoStorage) -> None:
+    def __init__(self, storage: DjangoStorage, exclude: str | None = None) -> None:
         self.storage = storage
+        #: A folder (relative path) whose files are left out: the backups, when they lie inside.
+        self.exclude = exclude
 
     def names(self, path: str = "") -> Iterator[str]:
-        """Every file name below ``path``, in a stable (sorted) order: files, then folders."""
+        """Every file name below ``path``, in a stable (sorted) order: files, then folders.
+
+        Files in the ``exclude`` folder are left out.
+        """
+        for name in self._names(path):
+            if self.exclude is None or not (name + "/").startswith(self.exclude.rstrip("/") + "/"):
+                yield name
+
+    def _names(self, path: str) -> Iterator[str]:
         try:
             directories, files = self.storage.listdir(path)
         except FileNotFoundError:
@@ -70,7 +80,7 @@ class StorageSource:
             if not is_partial(name):
                 yield posixpath.join(path, name) if path else name
         for directory in sorted(directories):
-            yield from self.names(posixpath.join(path, directory) if path else directory)
+            yield from self._names(posixpath.join(path, directory) if path else directory)
 
     def open(self, name: str) -> tuple[BinaryIO, int] | None:
         """``(file, size)`` of ``name``, or ``None`` (with a warning) when it must be skipped."""
@@ -98,14 +108,14 @@ def _kind(mode: int) -> str:
 class LocalSource(StorageSource):
     """The regular files of a ``FileSystemStorage`` folder, walked on disk."""
 
-    def __init__(self, storage: DjangoStorage) -> None:
-        super().__init__(storage)
+    def __init__(self, storage: DjangoStorage, exclude: str | None = None) -> None:
+        super().__init__(storage, exclude)
         self.root = os.path.realpath(storage.location)
 
     def _inside(self, real: str) -> bool:
         return real == self.root or real.startswith(self.root.rstrip(os.sep) + os.sep)
 
-    def names(self, path: str = "") -> Iterator[str]:
+    def _names(self, path: str) -> Iterator[str]:
         try:
             root_stat = os.stat(self.root)
         except FileNotFoundError:
@@ -187,6 +197,7 @@ class LocalSource(StorageSource):
         return os.fdopen(fd, "rb"), info.st_size
 
 
-def source_for(storage: DjangoStorage) -> StorageSource:
-    """The source that reads ``storage``: on disk for a stock ``FileSystemStorage``."""
-    return LocalSource(storage) if is_local(storage) else StorageSource(storage)
+def source_for(storage: DjangoStorage, exclude: str | None = None) -> StorageSource:
+    """The source that reads ``storage`` (on disk for a stock ``FileSystemStorage``), leaving
+    out the files in the ``exclude`` folder."""
+    return LocalSource(storage, exclude) if is_local(storage) else StorageSource(storage, exclude)

@@ -40,6 +40,7 @@ from typing import BinaryIO
 from django.core.files import File
 from django.core.files.storage import Storage as DjangoStorage
 
+from dbbackup import upload
 from dbbackup.exceptions import CorruptBackupError, StorageError
 from dbbackup.media_source import is_local, is_partial
 from dbbackup.streams import CHUNK_SIZE
@@ -107,7 +108,8 @@ class StorageTarget:
             if storage.exists(temporary):
                 storage.delete(temporary)
             try:
-                saved = storage.save(temporary, File(_Exact(content, size), name=temporary))
+                # streamed, or spooled for media storages that seek (dbbackup.upload)
+                saved = upload.save(storage, temporary, _Exact(content, size))
                 if saved != temporary:
                     storage.delete(saved)
                     raise StorageError(f"the media storage saved it as {saved!r} instead of {temporary!r}")

@@ -9,7 +9,13 @@ Everything that differs between storages is handled here, not in the commands:
 
 * a write goes to a hidden temporary name and is published under its final name only once the
   whole stream was stored; a failure deletes what was written, so no half file looks like a
-  backup; an existing backup is never overwritten;
+  backup; an existing backup is never overwritten. How the bytes get there depends on the
+  backend (:mod:`dbbackup.upload`): a private local file hard-linked into place, an S3
+  multipart upload, a Google Cloud resumable upload, Azure staged blocks, a stream, or a
+  seekable spool in ``DBBACKUP_TMP_DIR``;
+* reads are streams; S3, Google Cloud, Azure and FTP are read natively (:mod:`dbbackup.s3`,
+  :mod:`dbbackup.gcs`, :mod:`dbbackup.azure`, :mod:`dbbackup.ftp`), as the backends' own
+  ``open()`` would copy the whole file first (or, for ``.gz`` names, un-gzip it);
 * on local storages backups are created 0600 (never readable by others, not even while being
   written) unless the storage's ``OPTIONS`` set a ``file_permissions_mode``;
 * listing walks sub-folders only when the filename templates can produce them.
@@ -31,7 +37,7 @@ from django.core.files.storage import FileSystemStorage, storages
 from django.core.files.storage import Storage as DjangoStorage
 from django.utils.module_loading import import_string
 
-from dbbackup import leftovers, names, s3, settings
+from dbbackup import azure, ftp, gcs, leftovers, names, s3, settings, upload
 from dbbackup.exceptions import (
     BackupNotFoundError,
     DbbackupConfigurationError,
@@ -146,6 +152,12 @@ class Storage:
         """Open a stored file for reading (binary); the caller closes it."""
         if s3.is_s3(self.storage):
             return File(s3.open_stream(self.storage, filepath), name=filepath)
+        if azure.is_azure(self.storage):
+            return File(azure.open_stream(self.storage, filepath), name=filepath)
+        if gcs.is_gcs(self.storage):
+            return File(gcs.open_stream(self.storage, filepath), name=filepath)
+        if ftp.is_ftp(self.storage):
+            return File(ftp.open_stream(self.storage, filepath), name=filepath)
         try:
             handle = self.storage.open(filepath, "rb")
         except FileNotFoundError as exc:
@@ -184,14 +196,17 @@ class Storage:
             raise StorageError(f"{filename!r} already exists in {self}; it was not overwritten.")
         if local:
             return self._write_local(filehandle, filename, on_conflict)
+        if gcs.is_gcs(self.storage):
+            return gcs.upload(self.storage, filename, filehandle)  # resumable, cancelled on failure
+        if azure.is_azure(self.storage):
+            return azure.upload(self.storage, filename, filehandle)  # blocks, committed at the end
+        if not s3.is_s3(self.storage):
+            return upload.store(self.storage, filename, filehandle)  # streamed or spooled
         try:
-            if s3.is_s3(self.storage):
-                return s3.upload(self.storage, filename, filehandle)
-            stored = self.storage.save(filename, File(filehandle, name=filename))
+            return s3.upload(self.storage, filename, filehandle)
         except BaseException:
             self._discard(filename)
             raise
-        return stored
 
     def _write_local(
         self, filehandle: BinaryIO, filename: str, on_conflict: Callable[[str], str] | None = None

@@ -150,3 +150,175 @@ def sftp_server(workdir: Path) -> Iterator[SftpServer]:
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+@dataclass(frozen=True)
+class FtpServer:
+    port: int
+    root: Path
+
+    def storage_options(self, path: str = "") -> dict:
+        return {"location": f"ftp://dbbackup:secret@127.0.0.1:{self.port}/{path}"}
+
+
+@contextlib.contextmanager
+def ftp_server(root: Path) -> Iterator[FtpServer]:
+    """pyftpdlib serving ``root`` read-write to user ``dbbackup`` (password ``secret``)."""
+    try:
+        import pyftpdlib  # noqa: F401
+        import storages.backends.ftp  # noqa: F401
+    except ImportError as exc:
+        unavailable(f"the FTP tests need pyftpdlib and django-storages: {exc}")
+    root.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pyftpdlib",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-w",
+            "-d",
+            str(root),
+            "-u",
+            "dbbackup",
+            "-P",
+            "secret",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, process, "pyftpdlib")
+        yield FtpServer(port, root)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+AZURITE_ACCOUNT = "devstoreaccount1"
+# Azurite's documented, public development key (not a secret).
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+@dataclass(frozen=True)
+class AzuriteServer:
+    port: int
+
+    @property
+    def connection_string(self) -> str:
+        return (
+            f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+            f"BlobEndpoint=http://127.0.0.1:{self.port}/{AZURITE_ACCOUNT};"
+        )
+
+    def storage_options(self, container: str) -> dict:
+        return {"connection_string": self.connection_string, "azure_container": container}
+
+
+def azurite_executable() -> Path | None:
+    """Azurite's blob server, installed from the npm registry into a cache folder on first use.
+
+    ``DBBACKUP_AZURITE`` may name an installed ``azurite-blob``; the cache is
+    ``$DBBACKUP_TEST_CACHE`` (default ``$XDG_CACHE_HOME/dbbackup-tests``, ``~/.cache/...``).
+    """
+    if os.environ.get("DBBACKUP_AZURITE"):
+        return Path(os.environ["DBBACKUP_AZURITE"])
+    cache_root = os.environ.get("DBBACKUP_TEST_CACHE") or (
+        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dbbackup-tests"
+    )
+    cache = Path(cache_root) / "azurite"
+    executable = cache / "node_modules" / ".bin" / "azurite-blob"
+    if executable.exists():
+        return executable
+    if shutil.which("npm") is None or shutil.which("node") is None:
+        return None
+    cache.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(
+        ["npm", "install", "--prefix", str(cache), "--no-audit", "--no-fund", "azurite@3"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "npm_config_cache": str(cache / "npm-cache")},  # HOME may be unset (tox)
+    )
+    return executable if result.returncode == 0 and executable.exists() else None
+
+
+@contextlib.contextmanager
+def azurite_server(workdir: Path) -> Iterator[AzuriteServer]:
+    """Azurite's blob service on 127.0.0.1, its data in ``workdir``."""
+    try:
+        import azure.storage.blob  # noqa: F401
+        import storages.backends.azure_storage  # noqa: F401
+    except ImportError as exc:
+        unavailable(f"the Azure tests need azure-storage-blob and django-storages: {exc}")
+    executable = azurite_executable()
+    if executable is None:
+        unavailable("the Azure tests need Azurite: node and npm to install it (npm install azurite)")
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            *(str(executable), "--blobHost", "127.0.0.1", "--blobPort", str(port)),
+            *(
+                "--location",
+                str(workdir),
+                "--skipApiVersionCheck",
+                "--loose",
+                "--disableTelemetry",
+                "--silent",
+            ),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, process, "azurite-blob")
+        yield AzuriteServer(port)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@dataclass(frozen=True)
+class GcsServer:
+    endpoint: str
+
+    def client(self):
+        from google.cloud import storage as gcs
+
+        return gcs.Client(project="test")
+
+    def storage_options(self, bucket: str) -> dict:
+        return {"bucket_name": bucket, "project_id": "test"}
+
+
+@contextlib.contextmanager
+def gcs_server(workdir: Path) -> Iterator[GcsServer]:
+    """gcp-storage-emulator (from PyPI) on 127.0.0.1; clients find it via STORAGE_EMULATOR_HOST,
+    which the caller sets."""
+    try:
+        import gcp_storage_emulator  # noqa: F401
+        import google.cloud.storage  # noqa: F401
+        import storages.backends.gcloud  # noqa: F401
+    except ImportError as exc:
+        unavailable(f"the Google Cloud tests need gcp-storage-emulator, google-cloud-storage: {exc}")
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "gcp_storage_emulator", "-d", str(workdir), "start"),
+            *("--port", str(port), "-H", "127.0.0.1", "-q"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, process, "gcp-storage-emulator")
+        yield GcsServer(f"http://127.0.0.1:{port}")
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

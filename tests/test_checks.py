@@ -39,7 +39,28 @@ def test_missing_backup_storage_is_reported_with_its_default_location(settings, 
 def test_checks_are_registered_with_manage_py_check(settings):
     settings.DBBACKUP_FILENAME_TEMPLATE = 3
     with pytest.raises(SystemCheckError, match="dbbackup.E001"):
-        call_command("check", "--tag", "dbbackup", "--tag", "compatibility")
+        call_command("check", "--tag", "dbbackup", "--tag", "compatibility", "--fail-level", "WARNING")
+
+
+def test_dbbackup_problems_are_warnings_that_never_stop_a_command(settings, capsys):
+    settings.DBBACKUP_FILENAME_TEMPLATE = 3
+    settings.DBBACKUP_CONNECTORS = {"default": {"NOT_A_KEY": 1}}
+    call_command("check")  # an Error would raise SystemCheckError (and stop migrate, runserver, test)
+    err = capsys.readouterr().err
+    assert "WARNINGS:" in err
+    assert "(dbbackup.E001)" in err
+    assert "(dbbackup.E002)" in err
+    assert "ERRORS:" not in err
+
+
+def test_a_check_that_crashes_is_a_warning(settings, monkeypatch):
+    def broken():
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("dbbackup.names.datefmt_to_regex", broken)
+    [problem] = check_settings()
+    assert problem.id == "dbbackup.W019"
+    assert "boom" in problem.msg
 
 
 def test_legacy_storage_settings_are_reported(settings):
@@ -54,3 +75,24 @@ def test_a_media_path_other_than_media_root_is_reported_as_ignored(settings):
     assert ids() == []
     settings.DBBACKUP_MEDIA_PATH = "/srv/elsewhere"
     assert ids() == ["dbbackup.W013"]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("setting", "value", "message"),
+    [
+        ("DBBACKUP_FILENAME_TEMPLATE", 3, "must be a format string or a callable"),  # E001
+        ("DBBACKUP_CONNECTORS", {"default": {"NOT_A_KEY": 1}}, "NOT_A_KEY"),  # E002
+    ],
+)
+def test_what_a_check_warns_about_stops_the_backup_with_one_line(
+    backup_dir, settings, setting, value, message
+):
+    import io
+
+    from django.core.management.base import CommandError
+
+    setattr(settings, setting, value)
+    with pytest.raises(CommandError, match=message):
+        call_command("dbbackup", "-d", "default", stdout=io.StringIO(), stderr=io.StringIO())
+    assert list(backup_dir.glob("*")) == []

@@ -36,6 +36,17 @@ class BaseDbBackupCommand(BaseCommand):
     #: `dbbackup --check` run dbbackup's checks when asked.
     requires_system_checks: list[str] = []
 
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any):
+        parser = super().create_parser(prog_name, subcommand, **kwargs)
+        # Django offers --skip-checks only to commands that run checks; cron lines written for
+        # django-dbbackup pass it, so it is accepted (and changes nothing: none run here).
+        parser.add_argument(
+            "--skip-checks",
+            action="store_true",
+            help="Accepted for compatibility: dbbackup commands run no system checks anyway.",
+        )
+        return parser
+
     def add_arguments(self, parser) -> None:
         parser.add_argument(
             "--noinput",
