@@ -105,8 +105,7 @@ class StorageTarget:
             temporary = posixpath.join(
                 folder, partial_name(base, hashlib.sha256(name.encode()).hexdigest()[:8])
             )
-            if storage.exists(temporary):
-                storage.delete(temporary)
+            upload.discard(storage, temporary)
             try:
                 # streamed, or spooled for media storages that seek (dbbackup.upload)
                 saved = upload.save(storage, temporary, _Exact(content, size))
@@ -115,8 +114,7 @@ class StorageTarget:
                     raise StorageError(f"the media storage saved it as {saved!r} instead of {temporary!r}")
                 outcome = self._move(temporary, name)
             finally:
-                with contextlib.suppress(Exception):
-                    storage.delete(temporary)
+                upload.discard(storage, temporary)
         except CorruptBackupError:
             raise
         except Exception as exc:  # any storage's error, named with the file it concerns
@@ -124,8 +122,16 @@ class StorageTarget:
         return outcome
 
     def _move(self, temporary: str, name: str) -> str:
-        """Copy the complete temporary file to ``name``; ``WRITTEN`` or ``KEPT``."""
+        """Move (FTP, SFTP) or copy the complete temporary file to ``name``; ``WRITTEN`` or ``KEPT``."""
         storage = self.storage
+        rename = upload.renamer(storage)
+        if rename is not None:
+            if storage.exists(name):
+                if not self.replace:
+                    return KEPT  # a file appeared meanwhile
+                storage.delete(name)  # the new version is complete: the old one may go now
+            rename(storage, temporary, name)
+            return WRITTEN
         with storage.open(temporary, "rb") as handle:
             saved = storage.save(name, File(handle, name=name))
         if saved == name:

@@ -138,6 +138,11 @@ RENAMERS: dict[str, Callable[[DjangoStorage, str, str], None]] = {
 }
 
 
+def renamer(storage: DjangoStorage) -> Callable[[DjangoStorage, str, str], None] | None:
+    """How to rename a file in ``storage`` (FTP, SFTP), or ``None`` when Django's API has no way."""
+    return RENAMERS.get(_save_owner(storage))
+
+
 def store(storage: DjangoStorage, name: str, stream: BinaryIO) -> str:
     """Store the whole ``stream`` so that ``name`` appears only complete; return the name.
 
