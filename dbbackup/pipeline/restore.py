@@ -11,12 +11,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, BinaryIO
 
 from django.conf import settings as django_settings
 
-from dbbackup import manifest, settings, signals
-from dbbackup.db.base import BaseDBConnector, check_alias, get_connector
+from dbbackup import formats, manifest, names, settings, signals
+from dbbackup.db.base import (
+    BaseDBConnector,
+    check_alias,
+    connector_mapping,
+    connector_options,
+    connector_path_for,
+    get_connector,
+)
 from dbbackup.exceptions import DbbackupConfigurationError
 from dbbackup.pipeline._common import apply_connector_options, default_sender, locate_backup, open_stages
 from dbbackup.storage import Storage, get_storage
@@ -42,6 +50,9 @@ class RestorePlan:
     encrypted: bool
     passphrase: str | None = None
     warnings: list[str] = field(default_factory=list)
+    ignore_metadata: bool = False
+    #: The dump's format as its first bytes show (set when the backup is opened).
+    format: str | None = None
 
 
 def plan_restore(
@@ -57,12 +68,16 @@ def plan_restore(
     no_drop: bool = False,
     pg_options: str | None = None,
     storage: Storage | None = None,
+    ignore_metadata: bool = False,
 ) -> RestorePlan:
     """Find the backup to restore and check that it may be restored; change nothing.
 
     Without ``input_filename``/``input_path`` the newest backup of ``database`` is chosen (made
     on ``servername`` if given). ``decrypt`` and ``uncompress`` narrow the choice to encrypted or
     compressed backups; without them any backup qualifies, since both are recognised anyway.
+
+    A damaged sidecar refuses the restore; ``ignore_metadata`` restores as if there were none
+    (no checksum, no engine check, the configured connector), checked by its format alone.
     """
     database = _target_database(database)
     storage = storage or get_storage()
@@ -75,19 +90,13 @@ def plan_restore(
         servername=servername,
         decrypt=decrypt,
         uncompress=uncompress,
+        ignore_metadata=ignore_metadata,
     )
     filename, metadata = located.filename, located.metadata
     manifest.check_restorable(metadata, django_settings.DATABASES[database]["ENGINE"], filename)
 
     plan_warnings: list[str] = []
-    recorded = (metadata or {}).get("connector")
-    try:
-        connector = get_connector(database, connector_path=recorded if isinstance(recorded, str) else None)
-    except DbbackupConfigurationError as exc:
-        if not recorded:
-            raise
-        plan_warnings.append(f"{exc} Using the connector configured in the settings instead.")
-        connector = get_connector(database)
+    connector = _choose_connector(database, filename, metadata, plan_warnings)
     recorded_exclude = manifest.record(metadata).get("exclude") or []
     if recorded_exclude and connector.supports_exclude:  # what the backup left out, it must not wipe
         connector.exclude = [*connector.exclude, *(t for t in recorded_exclude if t not in connector.exclude)]
@@ -106,7 +115,56 @@ def plan_restore(
         encrypted=located.encrypted,
         passphrase=passphrase,
         warnings=plan_warnings,
+        ignore_metadata=ignore_metadata,
     )
+
+
+def _trusted_connector_paths(database: str) -> set[str]:
+    """Connector paths a sidecar may name: configured ones (any alias, the mapping)."""
+    paths = {connector_path_for(database), *connector_mapping().values()}
+    for alias in django_settings.DATABASES:
+        configured = connector_options(alias).get("CONNECTOR")
+        if isinstance(configured, str):
+            paths.add(configured)
+    return paths
+
+
+def _choose_connector(
+    database: str, filename: str, metadata: dict[str, Any] | None, plan_warnings: list[str]
+) -> BaseDBConnector:
+    """The connector for a restore: the sidecar's if trusted and fitting the file, else the configured one.
+
+    A sidecar is text beside the backup, so the connector it names is imported only when it
+    is a built-in one (``dbbackup.db.*``) or one the settings name (``DBBACKUP_CONNECTORS``,
+    ``DBBACKUP_CONNECTOR_MAPPING``). And it must fit the file's extension: a ``.psql.bin``
+    archive is not handed to ``psql`` because its sidecar says so. The bytes themselves are
+    checked against the connector when the restore opens the stream (:mod:`dbbackup.formats`).
+    """
+    configured = connector_path_for(database)
+    recorded = (metadata or {}).get("connector")
+    if not isinstance(recorded, str) or not recorded or recorded == configured:
+        return get_connector(database)
+    if not (recorded.startswith("dbbackup.db.") or recorded in _trusted_connector_paths(database)):
+        plan_warnings.append(
+            f"The sidecar of {filename} names the connector {recorded!r}, which is neither built in nor "
+            f"configured, so it was not imported; using the configured {configured} instead."
+        )
+        return get_connector(database)
+    try:
+        connector = get_connector(database, connector_path=recorded)
+    except DbbackupConfigurationError as exc:
+        plan_warnings.append(f"{exc} Using the connector configured in the settings instead.")
+        return get_connector(database)
+    fallback = get_connector(database)
+    extension = names.split_suffixes(Path(filename).name.split(".", 1)[-1])[0]
+    same_formats = formats.accepted_formats(type(connector)) == formats.accepted_formats(type(fallback))
+    if not same_formats and extension != connector.extension and extension == fallback.extension:
+        plan_warnings.append(
+            f"The sidecar of {filename} names {recorded}, which writes .{connector.extension} files, but "
+            f"this is a .{extension} file; using the configured {configured} instead."
+        )
+        return fallback
+    return connector
 
 
 def _target_database(database: str | None) -> str:
@@ -129,7 +187,7 @@ def open_backup(
     The caller reads the stream to its end and closes it; closing it closes every stage.
     """
     raw = open(plan.filename, "rb") if plan.local else plan.storage.read_file(plan.filename)  # noqa: SIM115
-    return open_stages(
+    stream, digest = open_stages(
         raw,
         label=plan.filename,
         metadata=plan.metadata,
@@ -138,6 +196,15 @@ def open_backup(
         passphrase=plan.passphrase,
         progress=progress,
     )
+    # SqliteConnector needs no end-of-dump proof from a stream a checksum vouches for.
+    plan.connector.stream_has_checksum = digest.expected_sha256 is not None
+    try:
+        head = stream.peek(formats.HEAD_SIZE)
+        plan.format = formats.check_connector(type(plan.connector), head, plan.filename)
+    except BaseException:
+        stream.close()
+        raise
+    return stream, digest
 
 
 @dataclass
@@ -151,6 +218,8 @@ class RestoreResult:
     sha256: str
     verified: bool
     content_size: int = 0
+    #: How the backup was checked, for people: "checksum verified", or what the format proved.
+    checked: str = ""
 
 
 def execute_restore(
@@ -222,7 +291,18 @@ def _result(plan: RestorePlan, digest: DigestReader) -> RestoreResult:
         size=digest.size,
         sha256=digest.sha256,
         verified=digest.expected_sha256 is not None,
+        checked=describe_check(plan, digest.expected_sha256 is not None),
     )
+
+
+def describe_check(plan: RestorePlan, verified: bool) -> str:
+    """What proved the backup sound, in words: the checksum, or only its format."""
+    if verified:
+        return "checksum verified"
+    why = "sidecar ignored" if plan.ignore_metadata else "no checksum"
+    proof = getattr(plan.connector, "format_proof", None)
+    proof = proof(plan.format) if callable(proof) else "checked by its format and the restore tool only"
+    return f"{why}: {proof}"
 
 
 def restore_database(

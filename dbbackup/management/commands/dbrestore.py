@@ -30,6 +30,12 @@ class Command(BaseDbBackupCommand):
         )
         parser.add_argument("--pg-options", help="Extra options for pg_restore.")
         parser.add_argument(
+            "--ignore-metadata",
+            action="store_true",
+            help="Restore as if the backup had no .metadata sidecar (e.g. a damaged one): no checksum, "
+            "no engine check, the configured connector; only the backup's format is checked.",
+        )
+        parser.add_argument(
             "--verify-only",
             action="store_true",
             help="Read the backup through checksum, decryption and decompression; restore nothing.",
@@ -47,6 +53,7 @@ class Command(BaseDbBackupCommand):
             schemas=options.get("schema") or [],
             no_drop=options.get("no_drop", False),
             pg_options=options.get("pg_options"),
+            ignore_metadata=options.get("ignore_metadata", False),
         )
         for warning in plan.warnings:
             self.stderr.write(self.style.WARNING(warning))
@@ -55,10 +62,9 @@ class Command(BaseDbBackupCommand):
         if options.get("verify_only"):
             self.say(f"Verifying {plan.filename}")
             result = pipeline.verify_backup(plan)
-            checksum = "checksum verified" if result.verified else "no checksum recorded to verify"
             self.say(
                 f"{plan.filename} is readable: {result.size} bytes stored, {result.content_size} bytes "
-                f"of dump ({checksum}).",
+                f"of dump ({result.checked}).",
                 self.style.SUCCESS,
             )
             return
@@ -68,5 +74,4 @@ class Command(BaseDbBackupCommand):
             return
         with self.progress(f"dbrestore {plan.database}") as progress:
             result = pipeline.execute_restore(plan, sender=type(self), progress=progress)
-        verified = "checksum verified" if result.verified else "no checksum to verify"
-        self.say(f"Restored {plan.database!r} from {plan.filename} ({verified})", self.style.SUCCESS)
+        self.say(f"Restored {plan.database!r} from {plan.filename} ({result.checked})", self.style.SUCCESS)
