@@ -33,9 +33,13 @@ from dbbackup.exceptions import CorruptBackupError, DumpError, RestoreError
 from dbbackup.streams import CHUNK_SIZE, IteratorReader, PeekableReader
 
 SQLITE_HEADER = b"SQLite format 3\x00"
-#: The last line of every SqliteConnector dump: proof that the dump is complete. A comment, so
-#: django-dbbackup and the sqlite3 shell read the dump as before.
+#: The first and last lines of every SqliteConnector dump: a dump that starts with HEAD_MARKER
+#: is complete only if it ends with END_MARKER. Comments, so django-dbbackup and the sqlite3
+#: shell read the dump as before.
+HEAD_MARKER = "-- dbbackup: SQLite dump\n"
 END_MARKER = "-- dbbackup: end of dump\n"
+#: Statements a backup never needs and that could write elsewhere (``VACUUM INTO``).
+_REFUSED_STATEMENTS = re.compile(r"^\s*VACUUM\b", re.I)
 #: Last statements that prove a SQL text dump complete when it has no END_MARKER:
 #: ``COMMIT;`` (the sqlite3 shell's ``.dump``), or an index, trigger or view (django-dbbackup
 #: writes those after every table's rows).
@@ -235,13 +239,14 @@ def _execute_script(stream: BinaryIO, scratch_path: str, needs_end: bool = True)
 
     The dump runs with :func:`_file_guard`: it cannot touch any file but the scratch database.
     With ``needs_end`` (no checksum vouches for the stream) the dump must prove it is complete:
-    it ends with :data:`END_MARKER`, or its last statement is one of :data:`_COMPLETE_ENDINGS`.
+    it ends with :data:`END_MARKER` (required when it starts with :data:`HEAD_MARKER`), or its
+    last statement is one of :data:`_COMPLETE_ENDINGS`.
     """
     connection = sqlite3.connect(scratch_path, isolation_level=None)
     connection.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
     refusals: list[str] = []
     connection.set_authorizer(_file_guard(refusals))
-    statement, number, last, ended = "", 0, "", False
+    statement, number, last, ended, ours = "", 0, "", False, False
     try:
         connection.execute("BEGIN")
         for raw_line in io.BufferedReader(_RawAdapter(stream), CHUNK_SIZE):
@@ -265,10 +270,18 @@ def _execute_script(stream: BinaryIO, scratch_path: str, needs_end: bool = True)
             if not statement and line == END_MARKER:
                 ended = True
                 continue
+            if not statement and number == 0 and line == HEAD_MARKER:
+                ours = True
+                continue
             statement += line
             if not sqlite3.complete_statement(statement):
                 continue
             number += 1
+            if _REFUSED_STATEMENTS.match(statement):
+                raise CorruptBackupError(
+                    f"Statement {number} of the SQL dump is refused because VACUUM has no place in a backup; "
+                    f"nothing was restored: {statement[:200].strip()}"
+                )
             if not _TRANSACTION_CONTROL.match(statement):
                 try:
                     connection.execute(statement)
@@ -286,7 +299,7 @@ def _execute_script(stream: BinaryIO, scratch_path: str, needs_end: bool = True)
             statement = ""
         if statement.strip():
             raise CorruptBackupError("The SQL dump ends in the middle of a statement: it is truncated.")
-        if needs_end and not ended and not _COMPLETE_ENDINGS.match(last):
+        if needs_end and not ended and (ours or not _COMPLETE_ENDINGS.match(last)):
             raise CorruptBackupError(
                 "The SQL dump has no end: no end-of-dump marker, no final COMMIT, and it stops before the "
                 "indexes that follow the data. It is probably truncated; nothing was restored."
@@ -351,6 +364,7 @@ class SqliteConnector(_SqliteConnectorBase):
         return IteratorReader(line.encode("utf-8") for line in self._dump_lines())
 
     def _dump_lines(self) -> Iterator[str]:
+        yield HEAD_MARKER
         with self._open() as connection:
             cursor = connection.cursor()
             tables = cursor.execute(
