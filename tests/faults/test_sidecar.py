@@ -234,3 +234,37 @@ def test_a_sidecar_never_hands_a_file_to_a_connector_that_cannot_read_its_format
         run("dbrestore", "-d", "default", "-i", path.name, "--noinput")
     assert fingerprint("default") == before
     assert debris(Path(connections["default"].settings_dict["NAME"]).parent) == []
+
+
+# -- PostgreSQL: a custom-format archive goes to pg_restore only ------------------------------
+
+
+def _pg_backup(settings, backup_dir: Path, name: str) -> tuple[Path, str]:
+    settings.DBBACKUP_CONNECTORS = {}
+    add_known_data("postgres")
+    run("dbbackup", "-d", "postgres", "-o", name, "--noinput")
+    restored = fingerprint("postgres")
+    Note.objects.using("postgres").create(title="written after the backup")
+    path = backup_dir / name
+    assert path.read_bytes().startswith(b"PGDMP")
+    edit_sidecar(path, lambda m: m.update(connector="dbbackup.db.postgresql.PgDumpConnector"))
+    return path, restored
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True, databases=["default", "postgres"])
+def test_pg_a_custom_archive_whose_sidecar_names_psql_goes_to_pg_restore(settings, backup_dir):
+    path, restored = _pg_backup(settings, backup_dir, "x.psql.bin")
+    _, err = run("dbrestore", "-d", "postgres", "-i", path.name, "--noinput")
+    assert "using the configured dbbackup.db.postgresql.PgDumpBinaryConnector" in err
+    assert fingerprint("postgres") == restored
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True, databases=["default", "postgres"])
+def test_pg_a_custom_archive_is_never_fed_to_psql(settings, backup_dir):
+    path, _ = _pg_backup(settings, backup_dir, "x.psql")  # the name agrees with the sidecar
+    before = fingerprint("postgres")
+    with pytest.raises(CommandError, match="is a PostgreSQL custom-format archive, which .*PgDumpConnector"):
+        run("dbrestore", "-d", "postgres", "-i", path.name, "--noinput")
+    assert fingerprint("postgres") == before
