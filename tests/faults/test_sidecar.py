@@ -9,6 +9,7 @@ gets a format it cannot read.
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import sys
@@ -267,4 +268,28 @@ def test_pg_a_custom_archive_is_never_fed_to_psql(settings, backup_dir):
     before = fingerprint("postgres")
     with pytest.raises(CommandError, match="is a PostgreSQL custom-format archive, which .*PgDumpConnector"):
         run("dbrestore", "-d", "postgres", "-i", path.name, "--noinput")
+    assert fingerprint("postgres") == before
+
+
+# -- an empty stream is never a backup, whatever reads it ---------------------------------------
+
+
+def test_an_empty_media_backup_is_refused_before_any_file_is_written(backup_dir):
+    backup_dir.mkdir(exist_ok=True)
+    (backup_dir / "empty.tar").write_bytes(b"")
+    with pytest.raises(CommandError, match="empty.tar is empty"):
+        run("mediarestore", "-i", "empty.tar", "--noinput")
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True, databases=["default", "postgres"])
+@pytest.mark.parametrize("name", ["empty.psql.bin", "empty.psql.bin.gz"])
+def test_pg_an_empty_backup_is_refused_before_the_restore_tool_starts(settings, backup_dir, name):
+    settings.DBBACKUP_CONNECTORS = {}
+    add_known_data("postgres")
+    backup_dir.mkdir(exist_ok=True)
+    (backup_dir / name).write_bytes(gzip.compress(b"") if name.endswith(".gz") else b"")
+    before = fingerprint("postgres")
+    with pytest.raises(CommandError, match=f"{name} is empty"):
+        run("dbrestore", "-d", "postgres", "-i", name, "--noinput")
     assert fingerprint("postgres") == before
