@@ -7,9 +7,10 @@
 * :class:`SqliteCPConnector`: a copy of the database file (``.dump``), taken under a read lock.
 
 All three restore the same way, whichever wrote the backup: the stream is loaded into a scratch
-database next to the target (or in ``DBBACKUP_TMP_DIR``), checked with ``PRAGMA
-quick_check``, and only then copied into the live database with the backup API, which SQLite
-performs as one write transaction. A damaged, truncated or tampered backup therefore leaves the
+database next to the target (or in ``DBBACKUP_TMP_DIR``), checked (header and size, end of a
+text dump, ``PRAGMA quick_check``: see :mod:`dbbackup.db.sqlite_scratch`), and only then
+copied into the live database with the backup API, which SQLite performs as one write
+transaction. A damaged, truncated or tampered backup therefore leaves the
 database exactly as it was. Open connections see the restored data (no file is swapped under
 them), ``:memory:`` databases work, and WAL files need no special care.
 """
@@ -48,6 +49,10 @@ def _quote_identifier(name: str) -> str:
 
 class _SqliteConnectorBase(BaseDBConnector):
     """What the SQLite connectors share: where the database is, and the restore."""
+
+    #: Set by the restore pipeline when a checksum is checked at the end of the stream; a SQL
+    #: text dump then needs no end-of-dump proof of its own.
+    stream_has_checksum = False
 
     @property
     def database_path(self) -> str:
@@ -97,7 +102,7 @@ class _SqliteConnectorBase(BaseDBConnector):
                 check_database_file(scratch_path, size)
             else:
                 # A checksum checked at the end of the stream proves completeness by itself.
-                needs_end = not getattr(self, "stream_has_checksum", False)
+                needs_end = not self.stream_has_checksum
                 execute_script(stream, scratch_path, needs_end=needs_end)
             scratch = sqlite3.connect(scratch_path)
             try:

@@ -18,6 +18,7 @@ from django.conf import settings as django_settings
 
 from dbbackup import formats, manifest, names, settings, signals
 from dbbackup.db.base import (
+    DEFAULT_CONNECTOR,
     BaseDBConnector,
     check_alias,
     connector_mapping,
@@ -119,9 +120,26 @@ def plan_restore(
     )
 
 
+#: The connector classes dbbackup ships (django-dbbackup's paths), besides the engine defaults.
+BUILT_IN_CONNECTORS = frozenset(
+    {
+        "dbbackup.db.sqlite.SqliteBackupConnector",
+        "dbbackup.db.sqlite.SqliteConnector",
+        "dbbackup.db.sqlite.SqliteCPConnector",
+        "dbbackup.db.postgresql.PgDumpConnector",
+        "dbbackup.db.postgresql.PgDumpBinaryConnector",
+        "dbbackup.db.postgresql.PgDumpGisConnector",
+        "dbbackup.db.mysql.MysqlDumpConnector",
+        "dbbackup.db.mongodb.MongoDumpConnector",
+        "dbbackup.db.django.DjangoConnector",
+    }
+)
+
+
 def _trusted_connector_paths(database: str) -> set[str]:
-    """Connector paths a sidecar may name: configured ones (any alias, the mapping)."""
-    paths = {connector_path_for(database), *connector_mapping().values()}
+    """Connector paths a sidecar may name: the built-in ones and those the settings name."""
+    paths = {connector_path_for(database), DEFAULT_CONNECTOR, *BUILT_IN_CONNECTORS}
+    paths.update(connector_mapping().values())
     for alias in django_settings.DATABASES:
         configured = connector_options(alias).get("CONNECTOR")
         if isinstance(configured, str):
@@ -135,7 +153,7 @@ def _choose_connector(
     """The connector for a restore: the sidecar's if trusted and fitting the file, else the configured one.
 
     A sidecar is text beside the backup, so the connector it names is imported only when it
-    is a built-in one (``dbbackup.db.*``) or one the settings name (``DBBACKUP_CONNECTORS``,
+    is a built-in one (:data:`BUILT_IN_CONNECTORS`) or one the settings name (``DBBACKUP_CONNECTORS``,
     ``DBBACKUP_CONNECTOR_MAPPING``). And it must fit the file's extension: a ``.psql.bin``
     archive is not handed to ``psql`` because its sidecar says so. The bytes themselves are
     checked against the connector when the restore opens the stream (:mod:`dbbackup.formats`).
@@ -144,7 +162,7 @@ def _choose_connector(
     recorded = (metadata or {}).get("connector")
     if not isinstance(recorded, str) or not recorded or recorded == configured:
         return get_connector(database)
-    if not (recorded.startswith("dbbackup.db.") or recorded in _trusted_connector_paths(database)):
+    if recorded not in _trusted_connector_paths(database):
         plan_warnings.append(
             f"The sidecar of {filename} names the connector {recorded!r}, which is neither built in nor "
             f"configured, so it was not imported; using the configured {configured} instead."

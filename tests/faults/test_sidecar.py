@@ -201,6 +201,14 @@ def test_a_sidecar_cannot_make_dbbackup_import_a_module(settings, backup_dir, tm
     assert fingerprint("default") == restored
 
 
+def test_only_the_built_in_connector_classes_are_trusted_not_any_dbbackup_path(settings, backup_dir):
+    path, restored = make_backup(settings, backup_dir, CONNECTORS["backup-api"])
+    edit_sidecar(path, lambda m: m.update(connector="dbbackup.db.base.BaseDBConnector"))
+    _, err = run("dbrestore", "-d", "default", "-i", path.name, "--noinput")
+    assert "'dbbackup.db.base.BaseDBConnector', which is neither built in nor configured" in err
+    assert fingerprint("default") == restored
+
+
 def test_a_connector_the_settings_name_is_trusted(settings, backup_dir, tmp_path, monkeypatch):
     mark = tmp_path / "imported"
     monkeypatch.setenv("DBBACKUP_HOSTILE_MARK", str(mark))
