@@ -133,7 +133,11 @@ def open_stages(
         stream = crypto.decrypt(stream, passphrase)
     stream, _ = codecs.open_decompressed(stream, label=label, expected=compression, sniff=sniff)
     stream = PeekableReader(stream)
-    refuse_empty(stream, label)
+    try:
+        refuse_empty(stream, label)
+    except BaseException:
+        stream.close()
+        raise
     return stream, digest
 
 

@@ -296,12 +296,12 @@ def verify_backup(plan: RestorePlan) -> RestoreResult:
             content_size += len(chunk)
     finally:
         stream.close()
-    result = _result(plan, digest)
+    result = _result(plan, digest, restored=False)
     result.content_size = content_size
     return result
 
 
-def _result(plan: RestorePlan, digest: DigestReader) -> RestoreResult:
+def _result(plan: RestorePlan, digest: DigestReader, restored: bool = True) -> RestoreResult:
     return RestoreResult(
         database=plan.database,
         filename=plan.filename,
@@ -309,15 +309,21 @@ def _result(plan: RestorePlan, digest: DigestReader) -> RestoreResult:
         size=digest.size,
         sha256=digest.sha256,
         verified=digest.expected_sha256 is not None,
-        checked=describe_check(plan, digest.expected_sha256 is not None),
+        checked=describe_check(plan, digest.expected_sha256 is not None, restored=restored),
     )
 
 
-def describe_check(plan: RestorePlan, verified: bool) -> str:
-    """What proved the backup sound, in words: the checksum, or only its format."""
+def describe_check(plan: RestorePlan, verified: bool, restored: bool = True) -> str:
+    """What proved the backup sound, in words: the checksum, or only its format.
+
+    Without a checksum, ``--verify-only`` (``restored=False``) proves only that the backup reads
+    to its end and starts as its connector expects; the connector's format checks run on restore.
+    """
     if verified:
         return "checksum verified"
     why = "sidecar ignored" if plan.ignore_metadata else "no checksum"
+    if not restored:
+        return f"{why}: read to its end only; its format is fully checked when it is restored"
     proof = getattr(plan.connector, "format_proof", None)
     proof = proof(plan.format) if callable(proof) else "checked by its format and the restore tool only"
     return f"{why}: {proof}"

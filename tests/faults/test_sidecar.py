@@ -301,3 +301,10 @@ def test_pg_an_empty_backup_is_refused_before_the_restore_tool_starts(settings, 
     with pytest.raises(CommandError, match=f"{name} is empty"):
         run("dbrestore", "-d", "postgres", "-i", name, "--noinput")
     assert fingerprint("postgres") == before
+
+
+def test_verify_only_without_checksum_does_not_claim_format_checks_it_did_not_run(settings, backup_dir):
+    path, _ = make_backup(settings, backup_dir, CONNECTORS["backup-api"])
+    Path(f"{path}.metadata").unlink()
+    _, err = run("dbrestore", "-d", "default", "-i", path.name, "--noinput", "--verify-only")
+    assert "(no checksum: read to its end only; its format is fully checked when it is restored)" in err
