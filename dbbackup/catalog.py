@@ -95,6 +95,18 @@ def read_metadata(storage: Storage, name: str) -> dict[str, Any] | None:
         return manifest.loads(handle.read(), sidecar)
 
 
+def read_metadata_for_restore(storage: Storage, name: str) -> dict[str, Any] | None:
+    """The sidecar of ``name`` for a restore: ``None`` when absent, an error when damaged.
+
+    See :func:`dbbackup.manifest.load_for_restore` for what counts as damaged.
+    """
+    sidecar = name + names.METADATA_SUFFIX
+    if not storage.exists(sidecar):
+        return None
+    with storage.read_file(sidecar) as handle:
+        return manifest.load_for_restore(handle.read(), sidecar)
+
+
 def _files(storage: Storage, content_type: str | None) -> list[str]:
     kinds = (content_type,) if content_type else names.CONTENT_TYPES
     walk = any(names.template_has_folders(kind) for kind in kinds)

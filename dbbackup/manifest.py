@@ -143,11 +143,75 @@ def loads(raw: bytes, label: str) -> dict[str, Any] | None:
 
 
 def read_local(path: str | Path) -> dict[str, Any] | None:
-    """The sidecar beside a local backup file, or ``None``."""
+    """The sidecar beside a local backup file, or ``None`` (lenient: for listings)."""
     sidecar = Path(f"{path}.metadata")
     if not sidecar.is_file():
         return None
     return loads(sidecar.read_bytes(), str(sidecar))
+
+
+# -- how far a restore trusts a sidecar ------------------------------------------------------
+
+#: What the refusal of a damaged sidecar tells the user to do.
+IGNORE_HINT = (
+    "restore with --ignore-metadata (Python: ignore_metadata=True) to check the backup by its format alone"
+)
+
+
+def load_for_restore(raw: bytes, label: str) -> dict[str, Any]:
+    """Parse a sidecar a restore will rely on; a damaged one raises :class:`MetadataError`.
+
+    A sidecar is damaged when it is not a JSON object, when ``engine`` or ``connector`` are not
+    strings, or when it claims to be dbbackup's (it has a ``dbbackup`` key) without a usable
+    record of the stored bytes: a ``size`` (a non-negative integer) and a ``sha256`` (64 hex
+    digits). django-dbbackup's sidecars (``engine`` and ``connector`` only) are not damaged:
+    they simply carry no checksum, and the restore then checks the backup by its format.
+    """
+    try:
+        metadata = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise MetadataError(
+            f"The sidecar {label} is damaged: it is not valid JSON ({exc}); {IGNORE_HINT}."
+        ) from exc
+    if not isinstance(metadata, dict):
+        raise MetadataError(f"The sidecar {label} is damaged: it is not a JSON object; {IGNORE_HINT}.")
+    for key in ("engine", "connector"):
+        if key in metadata and not isinstance(metadata[key], str):
+            raise MetadataError(f"The sidecar {label} is damaged: {key!r} is not a string; {IGNORE_HINT}.")
+    if KEY in metadata:
+        problem = _record_problem(metadata[KEY])
+        if problem:
+            raise MetadataError(f"The sidecar {label} is damaged: {problem}; {IGNORE_HINT}.")
+    return metadata
+
+
+def _record_problem(value: Any) -> str | None:
+    """What is wrong with dbbackup's record in a sidecar, or ``None``."""
+    if not isinstance(value, Mapping):
+        return f"its {KEY!r} record is not an object"
+    sha256, size = value.get("sha256"), value.get("size")
+    if not (isinstance(sha256, str) and len(sha256) == 64 and all(c in "0123456789abcdef" for c in sha256)):
+        return f"its checksum ({KEY}.sha256) is missing or not a SHA-256 ({sha256!r})"
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        return f"its size ({KEY}.size) is missing or not a byte count ({size!r})"
+    for key in ("encrypted",):
+        if key in value and not isinstance(value[key], bool):
+            return f"{KEY}.{key} is not true or false"
+    if "compression" in value and not (value["compression"] is None or isinstance(value["compression"], str)):
+        return f"{KEY}.compression is not a name"
+    return None
+
+
+def read_local_for_restore(path: str | Path) -> dict[str, Any] | None:
+    """The sidecar beside a local backup file for a restore (strict), or ``None`` when absent."""
+    sidecar = Path(f"{path}.metadata")
+    if not sidecar.exists():
+        return None
+    try:
+        raw = sidecar.read_bytes()
+    except OSError as exc:
+        raise MetadataError(f"The sidecar {sidecar} cannot be read ({exc}); {IGNORE_HINT}.") from exc
+    return load_for_restore(raw, str(sidecar))
 
 
 def record(metadata: Mapping[str, Any] | None) -> Mapping[str, Any]:

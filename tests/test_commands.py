@@ -340,7 +340,7 @@ def test_recorded_connector_that_no_longer_exists_falls_back_with_a_warning(back
     Note.objects.all().delete()
     _, err = run("dbrestore", "-d", "default", "-i", "x.sqlite3", "--noinput")
     assert "gone.module.Connector" in err
-    assert "configured in the settings instead" in err
+    assert "using the configured dbbackup.db.sqlite.SqliteBackupConnector instead" in err
     assert snapshot() == before
 
 

@@ -50,6 +50,7 @@ def _case(alias: str, connector: str | None, case_id: str):
 
 DATABASE_CASES = [
     _case("default", None, "sqlite-backup-default"),
+    _case("default", "dbbackup.db.sqlite.SqliteConnector", "sqlite-sql"),  # ends with END_MARKER
     _case("postgres", None, "pg-binary-default"),
     _case("postgres", "dbbackup.db.postgresql.PgDumpConnector", "pg-plain"),
     _case("mysql", None, "mysql-default"),

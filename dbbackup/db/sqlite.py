@@ -7,9 +7,10 @@
 * :class:`SqliteCPConnector`: a copy of the database file (``.dump``), taken under a read lock.
 
 All three restore the same way, whichever wrote the backup: the stream is loaded into a scratch
-database next to the target (or in ``DBBACKUP_TMP_DIR``), checked with ``PRAGMA
-quick_check``, and only then copied into the live database with the backup API, which SQLite
-performs as one write transaction. A damaged, truncated or tampered backup therefore leaves the
+database next to the target (or in ``DBBACKUP_TMP_DIR``), checked (header and size, end of a
+text dump, ``PRAGMA quick_check``: see :mod:`dbbackup.db.sqlite_scratch`), and only then
+copied into the live database with the backup API, which SQLite performs as one write
+transaction. A damaged, truncated or tampered backup therefore leaves the
 database exactly as it was. Open connections see the restored data (no file is swapped under
 them), ``:memory:`` databases work, and WAL files need no special care.
 """
@@ -17,9 +18,7 @@ them), ``:memory:`` databases work, and WAL files need no special care.
 from __future__ import annotations
 
 import contextlib
-import io
 import os
-import re
 import sqlite3
 import tempfile
 import time
@@ -27,15 +26,21 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from dbbackup import leftovers, settings
+from dbbackup import formats, leftovers, settings
 from dbbackup.db.base import BaseDBConnector
+from dbbackup.db.sqlite_scratch import (
+    END_MARKER,
+    HEAD_MARKER,
+    check_database_file,
+    check_integrity,
+    execute_script,
+)
 from dbbackup.exceptions import CorruptBackupError, DumpError, RestoreError
 from dbbackup.streams import CHUNK_SIZE, IteratorReader, PeekableReader
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 # SQLite's result codes for "another connection holds a lock" (sqlite3 exports them from 3.11).
 _SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
-_TRANSACTION_CONTROL = re.compile(r"^\s*(BEGIN(\s+TRANSACTION)?|COMMIT|END(\s+TRANSACTION)?)\s*;\s*$", re.I)
 
 
 def _quote_identifier(name: str) -> str:
@@ -44,6 +49,10 @@ def _quote_identifier(name: str) -> str:
 
 class _SqliteConnectorBase(BaseDBConnector):
     """What the SQLite connectors share: where the database is, and the restore."""
+
+    #: Set by the restore pipeline when a checksum is checked at the end of the stream; a SQL
+    #: text dump then needs no end-of-dump proof of its own.
+    stream_has_checksum = False
 
     @property
     def database_path(self) -> str:
@@ -77,22 +86,39 @@ class _SqliteConnectorBase(BaseDBConnector):
                 "SQLite can only be restored outside one."
             )
         stream = PeekableReader(dump)
-        is_database_file = stream.peek(len(SQLITE_HEADER)) == SQLITE_HEADER
+        head = stream.peek(len(SQLITE_HEADER))
+        if not head:
+            raise CorruptBackupError(
+                "The backup is empty: an empty file is never a backup; nothing was restored."
+            )
+        is_database_file = head == SQLITE_HEADER
         leftovers.sweep_directory(settings.TMP_DIR)
         with _scratch_database(self._scratch_directory()) as scratch_path:
             if is_database_file:
+                size = 0
                 with open(scratch_path, "wb") as scratch_file:
                     while chunk := stream.read(CHUNK_SIZE):
                         scratch_file.write(chunk)
+                        size += len(chunk)
+                check_database_file(scratch_path, size)
             else:
-                _execute_script(stream, scratch_path)
+                # A checksum checked at the end of the stream proves completeness by itself.
+                needs_end = not self.stream_has_checksum
+                execute_script(stream, scratch_path, needs_end=needs_end)
             scratch = sqlite3.connect(scratch_path)
             try:
-                _check_integrity(scratch)
+                check_integrity(scratch)
                 with self._open() as target:
                     scratch.backup(target, progress=_give_up_after(self.lock_timeout(), self.database_name))
             finally:
                 scratch.close()
+
+    @staticmethod
+    def format_proof(found: str | None) -> str:
+        """What a restore without a checksum proved about the backup, in words."""
+        if found == formats.SQLITE_FILE:
+            return "checked as a well-formed SQLite database only"
+        return "checked as a complete SQL text dump only"
 
     def lock_timeout(self) -> float:
         """How long a restore waits for other connections' locks: ``OPTIONS["timeout"]`` or 5 s."""
@@ -137,67 +163,6 @@ def _give_up_after(seconds: float, database: str):
             )
 
     return progress
-
-
-def _check_integrity(connection: sqlite3.Connection) -> None:
-    try:
-        result = connection.execute("PRAGMA quick_check").fetchone()
-    except sqlite3.DatabaseError as exc:
-        raise CorruptBackupError(f"The backup is not a usable SQLite database: {exc}") from exc
-    if not result or result[0] != "ok":
-        raise CorruptBackupError(f"The backup fails SQLite's integrity check: {result and result[0]}")
-
-
-def _execute_script(stream: BinaryIO, scratch_path: str) -> None:
-    """Run a SQL text dump, statement by statement, into an empty scratch database."""
-    connection = sqlite3.connect(scratch_path, isolation_level=None)
-    statement, number = "", 0
-    try:
-        connection.execute("BEGIN")
-        for raw_line in io.BufferedReader(_RawAdapter(stream), CHUNK_SIZE):
-            try:
-                line = raw_line.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise CorruptBackupError(
-                    f"The backup is neither a SQLite database nor UTF-8 SQL text (statement {number + 1})."
-                ) from exc
-            if "\x00" in line:
-                raise CorruptBackupError(
-                    "The backup is neither a SQLite database nor SQL text "
-                    f"(NUL byte in statement {number + 1})."
-                )
-            statement += line
-            if not sqlite3.complete_statement(statement):
-                continue
-            number += 1
-            if not _TRANSACTION_CONTROL.match(statement):
-                try:
-                    connection.execute(statement)
-                except sqlite3.Error as exc:
-                    raise RestoreError(
-                        f"Statement {number} of the SQL dump failed ({exc}): {statement[:200].strip()}"
-                    ) from exc
-            statement = ""
-        if statement.strip():
-            raise CorruptBackupError("The SQL dump ends in the middle of a statement: it is truncated.")
-        connection.execute("COMMIT")
-    finally:
-        connection.close()
-
-
-class _RawAdapter(io.RawIOBase):
-    """Lets ``io.BufferedReader`` read lines from any binary stream."""
-
-    def __init__(self, inner: BinaryIO) -> None:
-        self.inner = inner
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        data = self.inner.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
 
 
 class SqliteBackupConnector(_SqliteConnectorBase):
@@ -245,6 +210,7 @@ class SqliteConnector(_SqliteConnectorBase):
         return IteratorReader(line.encode("utf-8") for line in self._dump_lines())
 
     def _dump_lines(self) -> Iterator[str]:
+        yield HEAD_MARKER
         with self._open() as connection:
             cursor = connection.cursor()
             tables = cursor.execute(
@@ -269,6 +235,7 @@ class SqliteConnector(_SqliteConnectorBase):
                 create = f"CREATE {kind.upper()}"
                 yield _one_line(sql).replace(create, f"{create} IF NOT EXISTS", 1) + ";\n"
             cursor.close()
+        yield END_MARKER
 
 
 def _one_line(sql: str) -> str:

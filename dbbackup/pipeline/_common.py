@@ -14,7 +14,7 @@ from typing import Any, BinaryIO
 
 from dbbackup import codecs, crypto, leftovers, manifest, names, settings
 from dbbackup.db.base import BaseDBConnector
-from dbbackup.exceptions import DbbackupConfigurationError, StorageError
+from dbbackup.exceptions import CorruptBackupError, DbbackupConfigurationError, StorageError
 from dbbackup.storage import Storage
 from dbbackup.streams import CHUNK_SIZE, DigestReader, PeekableReader
 
@@ -226,7 +226,27 @@ def open_stages(
     if encrypted or (sniff and crypto.is_encrypted(stream)):
         stream = crypto.decrypt(stream, passphrase)
     stream, _ = codecs.open_decompressed(stream, label=label, expected=compression, sniff=sniff)
+    stream = PeekableReader(stream)
+    try:
+        refuse_empty(stream, label)
+    except BaseException:
+        stream.close()
+        raise
     return stream, digest
+
+
+def refuse_empty(stream: PeekableReader, label: str) -> None:
+    """Raise :class:`CorruptBackupError` when the (decoded) backup holds no byte at all.
+
+    An empty stream is never a backup, whatever made it: a restore must not start from one
+    (an empty SQL script would "restore" an empty database). Called before any connector or
+    media writer sees the stream.
+    """
+    if not stream.peek(1):
+        raise CorruptBackupError(
+            f"{label} is empty: an empty file is never a backup, and nothing was restored. "
+            "Choose another backup with -i/--input-filename (`manage.py listbackups` shows them)."
+        )
 
 
 # -- what backups of databases and of media share --------------------------------------------
@@ -310,15 +330,23 @@ def locate_backup(
     servername: str | None = None,
     decrypt: bool = False,
     uncompress: bool = False,
+    ignore_metadata: bool = False,
 ) -> Located:
-    """The local file, the named backup, or the newest matching one; refuses the wrong kind."""
+    """The local file, the named backup, or the newest matching one; refuses the wrong kind.
+
+    The newest backup is chosen by name and date only; an empty or damaged newest file is not
+    skipped in favour of an older one (that would silently restore older data): the restore
+    refuses it instead. A damaged sidecar raises :class:`MetadataError`, unless
+    ``ignore_metadata``, which restores as if there were no sidecar at all.
+    """
     from dbbackup import catalog
     from dbbackup.exceptions import BackupNotFoundError
 
     if input_path:
         if not Path(input_path).is_file():
             raise BackupNotFoundError(f"There is no file {input_path!r}.")
-        filename, local, metadata = input_path, True, manifest.read_local(input_path)
+        filename, local = input_path, True
+        metadata = None if ignore_metadata else manifest.read_local_for_restore(input_path)
     else:
         local = False
         if input_filename:
@@ -336,7 +364,7 @@ def locate_backup(
                 encrypted=True if decrypt else None,
                 compressed=True if uncompress else None,
             )
-        metadata = catalog.read_metadata(storage, filename)
+        metadata = None if ignore_metadata else catalog.read_metadata_for_restore(storage, filename)
     _, compression, encrypted = names.split_suffixes(Path(filename).name.split(".", 1)[-1])
     manifest.check_kind(metadata, filename, content_type)
     return Located(filename, local, metadata, compression, encrypted or decrypt)

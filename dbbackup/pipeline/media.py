@@ -254,8 +254,12 @@ def plan_media_restore(
     uncompress: bool = False,
     replace: bool = False,
     storage: Storage | None = None,
+    ignore_metadata: bool = False,
 ) -> MediaRestorePlan:
-    """Find the media backup to restore (the newest, unless named); change nothing."""
+    """Find the media backup to restore (the newest, unless named); change nothing.
+
+    A damaged sidecar refuses the restore; ``ignore_metadata`` restores as if there were none.
+    """
     storage = storage or get_storage()
     located = locate_backup(
         storage,
@@ -265,6 +269,7 @@ def plan_media_restore(
         servername=servername,
         decrypt=decrypt,
         uncompress=uncompress,
+        ignore_metadata=ignore_metadata,
     )
     return MediaRestorePlan(
         filename=located.filename,

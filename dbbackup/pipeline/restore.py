@@ -11,12 +11,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, BinaryIO
 
 from django.conf import settings as django_settings
 
-from dbbackup import manifest, schema, settings, signals
-from dbbackup.db.base import BaseDBConnector, check_alias, get_connector
+from dbbackup import formats, manifest, names, schema, settings, signals
+from dbbackup.db.base import (
+    DEFAULT_CONNECTOR,
+    BaseDBConnector,
+    check_alias,
+    connector_mapping,
+    connector_options,
+    connector_path_for,
+    get_connector,
+)
 from dbbackup.exceptions import DbbackupConfigurationError
 from dbbackup.pipeline._common import apply_connector_options, default_sender, locate_backup, open_stages
 from dbbackup.storage import Storage, get_storage
@@ -44,6 +53,9 @@ class RestorePlan:
     warnings: list[str] = field(default_factory=list)
     #: What the user should know but need not worry about (e.g. to run ``migrate`` afterwards).
     notes: list[str] = field(default_factory=list)
+    ignore_metadata: bool = False
+    #: The dump's format as its first bytes show (set when the backup is opened).
+    format: str | None = None
 
 
 def plan_restore(
@@ -60,6 +72,7 @@ def plan_restore(
     pg_options: str | None = None,
     storage: Storage | None = None,
     allow_unknown_migrations: bool = False,
+    ignore_metadata: bool = False,
 ) -> RestorePlan:
     """Find the backup to restore and check that it may be restored; change nothing.
 
@@ -69,6 +82,9 @@ def plan_restore(
 
     A backup whose sidecar records migrations this code does not know (made by newer code) is
     refused unless ``allow_unknown_migrations``; see :mod:`dbbackup.schema`.
+
+    A damaged sidecar refuses the restore; ``ignore_metadata`` restores as if there were none
+    (no checksum, no engine check, the configured connector), checked by its format alone.
     """
     database = _target_database(database)
     storage = storage or get_storage()
@@ -81,6 +97,7 @@ def plan_restore(
         servername=servername,
         decrypt=decrypt,
         uncompress=uncompress,
+        ignore_metadata=ignore_metadata,
     )
     filename, metadata = located.filename, located.metadata
     manifest.check_restorable(metadata, django_settings.DATABASES[database]["ENGINE"], filename)
@@ -88,14 +105,7 @@ def plan_restore(
         manifest.recorded_migrations(metadata), filename, database, allow_unknown=allow_unknown_migrations
     )
 
-    recorded = (metadata or {}).get("connector")
-    try:
-        connector = get_connector(database, connector_path=recorded if isinstance(recorded, str) else None)
-    except DbbackupConfigurationError as exc:
-        if not recorded:
-            raise
-        plan_warnings.append(f"{exc} Using the connector configured in the settings instead.")
-        connector = get_connector(database)
+    connector = _choose_connector(database, filename, metadata, plan_warnings)
     recorded_exclude = manifest.record(metadata).get("exclude") or []
     if recorded_exclude and connector.supports_exclude:  # what the backup left out, it must not wipe
         connector.exclude = [*connector.exclude, *(t for t in recorded_exclude if t not in connector.exclude)]
@@ -115,7 +125,73 @@ def plan_restore(
         passphrase=passphrase,
         warnings=plan_warnings,
         notes=plan_notes,
+        ignore_metadata=ignore_metadata,
     )
+
+
+#: The connector classes dbbackup ships (django-dbbackup's paths), besides the engine defaults.
+BUILT_IN_CONNECTORS = frozenset(
+    {
+        "dbbackup.db.sqlite.SqliteBackupConnector",
+        "dbbackup.db.sqlite.SqliteConnector",
+        "dbbackup.db.sqlite.SqliteCPConnector",
+        "dbbackup.db.postgresql.PgDumpConnector",
+        "dbbackup.db.postgresql.PgDumpBinaryConnector",
+        "dbbackup.db.postgresql.PgDumpGisConnector",
+        "dbbackup.db.mysql.MysqlDumpConnector",
+        "dbbackup.db.mongodb.MongoDumpConnector",
+        "dbbackup.db.django.DjangoConnector",
+    }
+)
+
+
+def _trusted_connector_paths(database: str) -> set[str]:
+    """Connector paths a sidecar may name: the built-in ones and those the settings name."""
+    paths = {connector_path_for(database), DEFAULT_CONNECTOR, *BUILT_IN_CONNECTORS}
+    paths.update(connector_mapping().values())
+    for alias in django_settings.DATABASES:
+        configured = connector_options(alias).get("CONNECTOR")
+        if isinstance(configured, str):
+            paths.add(configured)
+    return paths
+
+
+def _choose_connector(
+    database: str, filename: str, metadata: dict[str, Any] | None, plan_warnings: list[str]
+) -> BaseDBConnector:
+    """The connector for a restore: the sidecar's if trusted and fitting the file, else the configured one.
+
+    A sidecar is text beside the backup, so the connector it names is imported only when it
+    is a built-in one (:data:`BUILT_IN_CONNECTORS`) or one the settings name (``DBBACKUP_CONNECTORS``,
+    ``DBBACKUP_CONNECTOR_MAPPING``). And it must fit the file's extension: a ``.psql.bin``
+    archive is not handed to ``psql`` because its sidecar says so. The bytes themselves are
+    checked against the connector when the restore opens the stream (:mod:`dbbackup.formats`).
+    """
+    configured = connector_path_for(database)
+    recorded = (metadata or {}).get("connector")
+    if not isinstance(recorded, str) or not recorded or recorded == configured:
+        return get_connector(database)
+    if recorded not in _trusted_connector_paths(database):
+        plan_warnings.append(
+            f"The sidecar of {filename} names the connector {recorded!r}, which is neither built in nor "
+            f"configured, so it was not imported; using the configured {configured} instead."
+        )
+        return get_connector(database)
+    try:
+        connector = get_connector(database, connector_path=recorded)
+    except DbbackupConfigurationError as exc:
+        plan_warnings.append(f"{exc} Using the connector configured in the settings instead.")
+        return get_connector(database)
+    fallback = get_connector(database)
+    extension = names.split_suffixes(Path(filename).name.split(".", 1)[-1])[0]
+    same_formats = formats.accepted_formats(type(connector)) == formats.accepted_formats(type(fallback))
+    if not same_formats and extension != connector.extension and extension == fallback.extension:
+        plan_warnings.append(
+            f"The sidecar of {filename} names {recorded}, which writes .{connector.extension} files, but "
+            f"this is a .{extension} file; using the configured {configured} instead."
+        )
+        return fallback
+    return connector
 
 
 def _target_database(database: str | None) -> str:
@@ -138,7 +214,7 @@ def open_backup(
     The caller reads the stream to its end and closes it; closing it closes every stage.
     """
     raw = open(plan.filename, "rb") if plan.local else plan.storage.read_file(plan.filename)  # noqa: SIM115
-    return open_stages(
+    stream, digest = open_stages(
         raw,
         label=plan.filename,
         metadata=plan.metadata,
@@ -147,6 +223,15 @@ def open_backup(
         passphrase=plan.passphrase,
         progress=progress,
     )
+    # SqliteConnector needs no end-of-dump proof from a stream a checksum vouches for.
+    plan.connector.stream_has_checksum = digest.expected_sha256 is not None
+    try:
+        head = stream.peek(formats.HEAD_SIZE)
+        plan.format = formats.check_connector(type(plan.connector), head, plan.filename)
+    except BaseException:
+        stream.close()
+        raise
+    return stream, digest
 
 
 @dataclass
@@ -160,6 +245,8 @@ class RestoreResult:
     sha256: str
     verified: bool
     content_size: int = 0
+    #: How the backup was checked, for people: "checksum verified", or what the format proved.
+    checked: str = ""
 
 
 def execute_restore(
@@ -218,12 +305,12 @@ def verify_backup(plan: RestorePlan) -> RestoreResult:
             content_size += len(chunk)
     finally:
         stream.close()
-    result = _result(plan, digest)
+    result = _result(plan, digest, restored=False)
     result.content_size = content_size
     return result
 
 
-def _result(plan: RestorePlan, digest: DigestReader) -> RestoreResult:
+def _result(plan: RestorePlan, digest: DigestReader, restored: bool = True) -> RestoreResult:
     return RestoreResult(
         database=plan.database,
         filename=plan.filename,
@@ -231,7 +318,24 @@ def _result(plan: RestorePlan, digest: DigestReader) -> RestoreResult:
         size=digest.size,
         sha256=digest.sha256,
         verified=digest.expected_sha256 is not None,
+        checked=describe_check(plan, digest.expected_sha256 is not None, restored=restored),
     )
+
+
+def describe_check(plan: RestorePlan, verified: bool, restored: bool = True) -> str:
+    """What proved the backup sound, in words: the checksum, or only its format.
+
+    Without a checksum, ``--verify-only`` (``restored=False``) proves only that the backup reads
+    to its end and starts as its connector expects; the connector's format checks run on restore.
+    """
+    if verified:
+        return "checksum verified"
+    why = "sidecar ignored" if plan.ignore_metadata else "no checksum"
+    if not restored:
+        return f"{why}: read to its end only; its format is fully checked when it is restored"
+    proof = getattr(plan.connector, "format_proof", None)
+    proof = proof(plan.format) if callable(proof) else "checked by its format and the restore tool only"
+    return f"{why}: {proof}"
 
 
 def restore_database(

@@ -44,6 +44,12 @@ class Command(BaseDbBackupCommand):
             "(made by newer code).",
         )
         parser.add_argument(
+            "--ignore-metadata",
+            action="store_true",
+            help="Restore as if the backup had no .metadata sidecar (e.g. a damaged one): no checksum, "
+            "no engine check, the configured connector; only the backup's format is checked.",
+        )
+        parser.add_argument(
             "--verify-only",
             action="store_true",
             help="Read the backup through checksum, decryption and decompression; restore nothing.",
@@ -73,6 +79,7 @@ class Command(BaseDbBackupCommand):
             pg_options=options.get("pg_options"),
             # checking a newer backup's bytes is harmless: --verify-only restores nothing
             allow_unknown_migrations=options.get("allow_unknown_migrations") or options.get("verify_only"),
+            ignore_metadata=options.get("ignore_metadata", False),
         )
         for warning in plan.warnings:
             self.stderr.write(self.style.WARNING(warning))
@@ -81,10 +88,9 @@ class Command(BaseDbBackupCommand):
         if options.get("verify_only"):
             self.say(f"Verifying {plan.filename}")
             result = pipeline.verify_backup(plan)
-            checksum = "checksum verified" if result.verified else "no checksum recorded to verify"
             self.say(
                 f"{plan.filename} is readable: {result.size} bytes stored, {result.content_size} bytes "
-                f"of dump ({checksum}).",
+                f"of dump ({result.checked}).",
                 self.style.SUCCESS,
             )
             return
@@ -97,5 +103,4 @@ class Command(BaseDbBackupCommand):
         self.restoring = plan.connector
         with self.progress(f"dbrestore {plan.database}") as progress:
             result = pipeline.execute_restore(plan, sender=type(self), progress=progress)
-        verified = "checksum verified" if result.verified else "no checksum to verify"
-        self.say(f"Restored {plan.database!r} from {plan.filename} ({verified})", self.style.SUCCESS)
+        self.say(f"Restored {plan.database!r} from {plan.filename} ({result.checked})", self.style.SUCCESS)

@@ -36,6 +36,11 @@ class Command(BaseDbBackupCommand):
         parser.add_argument(
             "--verify-only", action="store_true", help="Read and check the archive; write nothing."
         )
+        parser.add_argument(
+            "--ignore-metadata",
+            action="store_true",
+            help="Restore as if the backup had no .metadata sidecar (e.g. a damaged one): no checksum.",
+        )
 
     def interrupted_outcome(self) -> str:
         return "the files restored so far are kept; no other file was changed."
@@ -49,6 +54,7 @@ class Command(BaseDbBackupCommand):
             passphrase=options.get("passphrase"),
             uncompress=options.get("uncompress", False),
             replace=options.get("replace", False),
+            ignore_metadata=options.get("ignore_metadata", False),
         )
         if plan.encrypted and plan.passphrase is None and self.interactive:
             plan.passphrase = self.ask_passphrase(plan.filename)
