@@ -30,7 +30,7 @@ from typing import Any, BinaryIO
 from dbbackup import process, settings
 from dbbackup.db import mysql_swap
 from dbbackup.db.base import BaseCommandDBConnector, _split
-from dbbackup.exceptions import CommandConnectorError, CorruptBackupError, RestoreError
+from dbbackup.exceptions import CommandConnectorError, CorruptBackupError, DbbackupError, RestoreError
 
 logger = logging.getLogger("dbbackup.command")
 
@@ -241,6 +241,7 @@ class MysqlDumpConnector(BaseCommandDBConnector):
             )
 
     def _restore_directly(self, dump: BinaryIO) -> None:
+        """The non-atomic restore (``ATOMIC = False``): ``mysql`` straight into the live database."""
         try:
             process.feed(self.restore_command(), dump)
         except CommandConnectorError as exc:
@@ -248,8 +249,13 @@ class MysqlDumpConnector(BaseCommandDBConnector):
                 raise RestoreError(
                     f"{exc}\nNothing was restored: database {self._name!r} was not changed."
                 ) from exc
-            raise RestoreError(
-                f"{exc}\n{self.engine_label} cannot roll back a restore: database "
-                f"{self._name!r} may be partly restored. Restore a good backup again "
-                "once the cause is fixed."
-            ) from exc
+            raise self._partly_restored(exc) from exc
+        except DbbackupError as exc:  # the backup changed since it was verified, say
+            raise self._partly_restored(exc) from exc
+
+    def _partly_restored(self, exc: Exception) -> RestoreError:
+        return RestoreError(
+            f"{exc}\n{self.engine_label} cannot roll back a restore: database "
+            f"{self._name!r} may be partly restored. Restore a good backup again "
+            "once the cause is fixed."
+        )

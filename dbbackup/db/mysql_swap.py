@@ -60,7 +60,13 @@ def control_connection(alias: str, settings_dict: dict[str, Any]) -> Iterator[An
     from django.db import connections
 
     wrapper = type(connections[alias])(dict(settings_dict), alias)
-    connection = wrapper.get_new_connection(wrapper.get_connection_params())
+    try:
+        connection = wrapper.get_new_connection(wrapper.get_connection_params())
+    except Exception as exc:
+        raise RestoreError(
+            f"Could not connect to database {settings_dict.get('NAME')!r} to prepare the restore: {exc}. "
+            "Nothing was changed."
+        ) from exc
     try:
         connection.autocommit(True)
         yield connection
@@ -110,10 +116,17 @@ class ScratchRestore:
         if not rows:
             raise RestoreError(f"The database {self.live!r} does not exist on the server; create it first.")
         charset, collation = rows[0]
-        execute(
-            self.connection,
-            f"CREATE DATABASE {quote(self.scratch)} CHARACTER SET {charset} COLLATE {collation}",
-        )
+        try:
+            execute(
+                self.connection,
+                f"CREATE DATABASE {quote(self.scratch)} CHARACTER SET {charset} COLLATE {collation}",
+            )
+        except Exception as exc:
+            raise RestoreError(
+                f"Could not create the scratch database {self.scratch!r} ({exc}): an atomic restore "
+                f"needs CREATE and DROP privileges on databases named "
+                f"'{self.live[:NAME_PREFIX_LENGTH]}{SCRATCH_INFIX}%'. Nothing was changed. {self.option_hint}"
+            ) from exc
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -171,8 +184,6 @@ class ScratchRestore:
             if found:
                 problems.append(f"the backup has {what} ({', '.join(found)})")
         tables = sorted(name for name, kind in restored.items() if kind != "VIEW")
-        if not tables and not problems:
-            problems.append("the backup has no tables")
         live_views = sorted(name for name in tables if live.get(name) == "VIEW")
         if live_views:
             problems.append(
@@ -239,6 +250,8 @@ class ScratchRestore:
                 execute(self.connection, "DO RELEASE_LOCK(%s)", (swap_lock,))
 
     def _swap(self, tables: list[str], seconds: int) -> None:
+        if not tables:
+            return  # a dump of an empty database: like ``mysql < dump``, it changes nothing
         live = self.tables(self.live)
         execute(self.connection, f"CREATE DATABASE {quote(self.old)}")
         renames = []

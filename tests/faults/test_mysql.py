@@ -447,3 +447,41 @@ def test_a_password_user_restores_through_the_pipe(backup_dir, settings, passwor
     assert result.returncode == 0, result.stderr
     assert rows("mysql") == expected
     assert gzip  # the backup was compressed: the pipe carries the secret, stdin the data
+
+
+def test_a_user_who_cannot_create_the_scratch_database_gets_a_clear_error(backup_dir, settings):
+    add_known_data("mysql")
+    name = backup()
+    before = changed_after_backup()
+    with connections["mysql"].cursor() as cursor:
+        cursor.execute("DROP USER IF EXISTS 'dbbackup_narrow'@'%'")
+        cursor.execute("CREATE USER 'dbbackup_narrow'@'%%' IDENTIFIED BY %s", [SECRET])
+        cursor.execute(f"GRANT ALL ON `{live_name()}`.* TO 'dbbackup_narrow'@'%'")
+    try:
+        settings.DBBACKUP_CONNECTORS = {"mysql": {"USER": "dbbackup_narrow", "PASSWORD": SECRET}}
+        with pytest.raises(
+            RestoreError, match="needs CREATE and DROP privileges.*Nothing was changed"
+        ) as info:
+            pipeline.restore_database("mysql", input_filename=name)
+        assert SECRET not in str(info.value)
+    finally:
+        with connections["mysql"].cursor() as cursor:
+            cursor.execute("DROP USER IF EXISTS 'dbbackup_narrow'@'%'")
+    assert fingerprint("mysql") == before
+    assert scratch_databases() == []
+
+
+def test_a_dump_of_an_empty_database_changes_nothing(backup_dir, settings):
+    settings.DBBACKUP_CONNECTORS = {"mysql": {"EXCLUDE": []}}
+    add_known_data("mysql")
+    name = backup()
+    path = backup_dir / name
+    text = path.read_bytes()
+    start = text.index(b"\n--\n-- Table structure")
+    end = text.rindex(b"UNLOCK TABLES;\n") + len(b"UNLOCK TABLES;\n")
+    path.write_bytes(text[:start] + text[end:])  # a complete dump with no tables
+    (backup_dir / (name + ".metadata")).unlink()
+    before = changed_after_backup()
+    pipeline.restore_database("mysql", input_filename=name)
+    assert fingerprint("mysql") == before
+    assert scratch_databases() == []
