@@ -485,3 +485,34 @@ def test_a_dump_of_an_empty_database_changes_nothing(backup_dir, settings):
     pipeline.restore_database("mysql", input_filename=name)
     assert fingerprint("mysql") == before
     assert scratch_databases() == []
+
+
+def test_killing_dbrestore_while_the_swap_waits_leaves_old_or_new_never_a_mix(backup_dir, settings):
+    add_known_data("mysql")
+    name = backup()
+    expected = rows("mysql")
+    before = changed_after_backup()
+    from dbbackup.db.mysql_swap import control_connection
+
+    def waiting_rename():
+        with connections["mysql"].cursor() as cursor:
+            cursor.execute(
+                "SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE 'RENAME TABLE%%' "
+                "AND STATE LIKE '%%metadata lock%%'"
+            )
+            return cursor.fetchall()
+
+    with control_connection("mysql", dict(connections["mysql"].settings_dict)) as blocker:
+        with blocker.cursor() as cursor:
+            cursor.execute("BEGIN")
+            cursor.execute("SELECT COUNT(*) FROM testapp_tag")
+        proc = start_command("dbrestore", "-d", "mysql", "-i", name, "--noinput")
+        wait_for(waiting_rename, 60, "the swap to wait for the lock")
+        kill(proc.pid)
+        reap(proc)
+        blocker.rollback()
+    wait_for(lambda: not waiting_rename(), 60, "the orphaned RENAME to end")
+    assert fingerprint("mysql") == before or rows("mysql") == expected  # all old or all new
+    pipeline.restore_database("mysql", input_filename=name)  # drops what the killed run left
+    assert rows("mysql") == expected
+    assert scratch_databases() == []
