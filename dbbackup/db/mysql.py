@@ -23,6 +23,7 @@ failure of ``mysql`` half-way leaves the database partly restored (the error say
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from typing import Any, BinaryIO
@@ -218,13 +219,8 @@ class MysqlDumpConnector(BaseCommandDBConnector):
         """Stream ``dump`` into the scratch ``database``; raise unless it all went in."""
         checked = CompletionCheck(dump)
         command = self.restore_command()
-        command = process.Command(
-            argv=[*command.argv[:-1], database],
-            env=command.env,
-            secrets=command.secrets,
-            missing_hint=command.missing_hint,
-            pipe_inputs=command.pipe_inputs,
-        )
+        # restore_operands() is ["--", NAME], always last: load into the scratch database instead.
+        command = dataclasses.replace(command, argv=[*command.argv[:-1], database])
         unchanged = (
             f"Database {self._name!r} was not changed (the restore went to a scratch database, now dropped)."
         )

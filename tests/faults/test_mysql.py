@@ -516,3 +516,16 @@ def test_killing_dbrestore_while_the_swap_waits_leaves_old_or_new_never_a_mix(ba
     pipeline.restore_database("mysql", input_filename=name)  # drops what the killed run left
     assert rows("mysql") == expected
     assert scratch_databases() == []
+
+
+def test_ctrl_c_during_the_load_changes_nothing_and_leaves_no_scratch_database(backup_dir):
+    add_known_data("mysql")
+    make_busy()
+    name = backup()
+    before = changed_after_backup()
+    proc = start_command("dbrestore", "-d", "mysql", "-i", name, "--noinput")
+    wait_for_loader(proc)
+    kill(proc.pid, signal.SIGINT)
+    assert reap(proc) != 0
+    assert fingerprint("mysql") == before
+    assert scratch_databases() == []  # dropped by the interrupted run itself
