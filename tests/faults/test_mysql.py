@@ -525,6 +525,7 @@ def test_ctrl_c_during_the_load_changes_nothing_and_leaves_no_scratch_database(b
     before = changed_after_backup()
     proc = start_command("dbrestore", "-d", "mysql", "-i", name, "--noinput")
     wait_for_loader(proc)
+    time.sleep(0.3)  # the first tables are dropped and recreated by now
     kill(proc.pid, signal.SIGINT)
     assert reap(proc) != 0
     assert fingerprint("mysql") == before
