@@ -530,3 +530,24 @@ def test_ctrl_c_during_the_load_changes_nothing_and_leaves_no_scratch_database(b
     assert reap(proc) != 0
     assert fingerprint("mysql") == before
     assert scratch_databases() == []  # dropped by the interrupted run itself
+
+
+def test_a_live_table_outside_the_backup_referencing_a_restored_table_is_refused(backup_dir):
+    add_known_data("mysql")
+    name = backup()
+    with connections["mysql"].cursor() as cursor:
+        cursor.execute(
+            "CREATE TABLE audit_outside (id int PRIMARY KEY, note_id int, "
+            "FOREIGN KEY (note_id) REFERENCES testapp_note (id)) ENGINE=InnoDB"
+        )
+    try:
+        before = changed_after_backup()
+        with pytest.raises(
+            RestoreError, match="audit_outside, not in the backup, references restored table testapp_note"
+        ):
+            pipeline.restore_database("mysql", input_filename=name)
+        assert fingerprint("mysql") == before
+        assert scratch_databases() == []
+    finally:
+        with connections["mysql"].cursor() as cursor:
+            cursor.execute("DROP TABLE IF EXISTS audit_outside")
