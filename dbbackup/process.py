@@ -3,8 +3,9 @@
 Rules it keeps so that callers do not have to:
 
 * argv is always a list, never a shell string; nothing is run through a shell;
-* secrets travel in the environment (or a 0600 file made by the caller), never in argv;
-  the caller names them in ``secrets`` so that they are also cut out of error messages;
+* secrets travel in the environment or through an inherited pipe (``Command.pipe_inputs``:
+  the tool reads ``/dev/fd/N``), never in argv and never on disk; the caller names them in
+  ``secrets`` so that they are also cut out of error messages;
 * stderr (and stdout when it is not the data) is drained on a thread into a bounded tail, so a
   chatty tool can neither deadlock on a full pipe nor fill memory;
 * a process is reaped only after its pipes are drained; a stream closed early, or a failure
@@ -113,8 +114,13 @@ class Command:
     env: Mapping[str, str] | None = None
     secrets: tuple[str, ...] = ()
     missing_hint: str = ""
-    #: Called once the tool has exited (or failed to start), e.g. to remove an option file.
+    #: Called once the tool has exited (or failed to start).
     cleanup: tuple[Callable[[], None], ...] = ()
+    #: ``(index, content)`` pairs: the content is written to a new pipe whose read end the tool
+    #: inherits, and ``{fd}`` in ``argv[index]`` becomes that descriptor's number (so
+    #: ``--defaults-extra-file=/dev/fd/{fd}`` reads it). Nothing touches the disk, and the pipe
+    #: dies with the processes, however they end.
+    pipe_inputs: tuple[tuple[int, bytes], ...] = ()
 
     def finished(self) -> None:
         """Run the cleanup callbacks; each at most once is the caller's business."""
@@ -140,11 +146,22 @@ class Command:
         )
 
     def start(self, **popen_kwargs) -> subprocess.Popen:
-        """Start the tool; on failure run the cleanup and raise a readable error."""
+        """Start the tool; on failure run the cleanup and raise a readable error.
+
+        The pipes of ``pipe_inputs`` are filled before the tool starts (each content must fit
+        in a pipe's buffer, 64 KiB on Linux) and their read ends are closed here once the tool
+        holds them.
+        """
+        argv = list(self.argv)
+        read_ends: list[int] = []
         try:
+            for index, content in self.pipe_inputs:
+                read_ends.append(_filled_pipe(content))
+                argv[index] = argv[index].replace("{fd}", str(read_ends[-1]))
             return subprocess.Popen(
-                list(self.argv),
+                argv,
                 env=dict(self.env) if self.env is not None else None,
+                pass_fds=(*popen_kwargs.pop("pass_fds", ()), *read_ends),
                 **popen_kwargs,
             )
         except FileNotFoundError as exc:
@@ -157,6 +174,24 @@ class Command:
         except OSError as exc:
             self.finished()
             raise self.error(f"Could not start the command ({exc.strerror})") from exc
+        finally:
+            for descriptor in read_ends:
+                os.close(descriptor)
+
+
+def _filled_pipe(content: bytes) -> int:
+    """A pipe holding ``content`` with its write end closed; return the read end."""
+    read_end, write_end = os.pipe()
+    try:
+        os.set_blocking(write_end, False)
+        if os.write(write_end, content) != len(content):
+            raise BlockingIOError
+    except BlockingIOError:
+        os.close(read_end)
+        raise OSError(0, "the data for the tool's pipe does not fit in the pipe buffer") from None
+    finally:
+        os.close(write_end)
+    return read_end
 
 
 def _close_quietly(pipe: BinaryIO) -> None:

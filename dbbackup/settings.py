@@ -99,6 +99,12 @@ _DEFAULTS: dict[str, tuple[str | None, Any]] = {
     "GPG_ARMOR": ("DBBACKUP_GPG_ARMOR", True),
     "GPG_RECIPIENT": ("DBBACKUP_GPG_RECIPIENT", None),
     "CONNECTORS": ("DBBACKUP_CONNECTORS", dict),
+    # New in dbbackup: how long (seconds) a restore waits for locks held by other sessions
+    # before it gives up, changing nothing.
+    "RESTORE_LOCK_TIMEOUT": ("DBBACKUP_RESTORE_LOCK_TIMEOUT", 30),
+    # New in dbbackup: restore with a mysql client that has no sandbox mode (backups could run
+    # shell commands through it).
+    "MYSQL_ALLOW_UNSANDBOXED": ("DBBACKUP_MYSQL_ALLOW_UNSANDBOXED", False),
     "CUSTOM_CONNECTOR_MAPPING": ("DBBACKUP_CONNECTOR_MAPPING", dict),
     "SEND_EMAIL": ("DBBACKUP_SEND_EMAIL", True),
     "SERVER_EMAIL": ("DBBACKUP_SERVER_EMAIL", _server_email),

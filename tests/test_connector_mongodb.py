@@ -1,13 +1,15 @@
 """MongoDumpConnector against stand-in mongodump/mongorestore executables (no MongoDB here).
 
 What is proven: the argv and environment the tools receive, that the password travels only in a
-0600 --config file removed afterwards, that the archive streams both ways byte for byte, and
-that a failing tool is reported. What is not: behaviour against a real MongoDB server.
+--config "file" that is an inherited pipe (/dev/fd/N) and never touches the disk, that the
+archive streams both ways byte for byte, and that a failing tool is reported.
+What is not: behaviour against a real MongoDB server.
 """
 
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -20,6 +22,7 @@ from dbbackup.db.base import get_connector
 from dbbackup.db.mongodb import MongoDumpConnector
 from dbbackup.exceptions import CommandConnectorError, CorruptBackupError
 from dbbackup.storage import get_storage
+from tests.faults.support import files_containing
 from tests.standins.mongo_tool import archive_bytes
 
 SECRET = "m0ngo pass'word: {x}"
@@ -83,12 +86,13 @@ def test_dump_argv_and_restore_argv():
 
 
 def test_backup_and_restore_stream_through_the_tools_without_the_password_on_argv(
-    mongo_alias, mongo_tools, tmp_path, monkeypatch
+    mongo_alias, mongo_tools, tmp_path, monkeypatch, settings
 ):
+    settings.DBBACKUP_TMP_DIR = str(tmp_path)
     monkeypatch.setenv("FAKE_MONGO_ARCHIVE_SIZE", str(5 * 1024 * 1024))
     result = pipeline.backup_database("mongo", compression="gzip")
     [dump] = mongo_tools()
-    assert dump["argv"][0].startswith("--config=")
+    assert re.fullmatch(r"--config=/dev/fd/\d+", dump["argv"][0])
     assert dump["argv"][1:] == [
         "--host=mongo.internal:27018",
         "--username=app",
@@ -99,7 +103,8 @@ def test_backup_and_restore_stream_through_the_tools_without_the_password_on_arg
     assert SECRET not in " ".join(dump["argv"])
     assert dump["config"] == "password: 'm0ngo pass''word: {x}'\n"
     assert dump["config_mode"] == 0o600
-    assert not Path(dump["argv"][0].split("=", 1)[1]).exists()
+    assert dump["config_is_pipe"]
+    assert files_containing(SECRET, tmp_path) == []  # DBBACKUP_TMP_DIR is below it
     assert result.filename.endswith(".dump.gz")
 
     pipeline.restore_database("mongo", input_filename=result.filename)
@@ -108,6 +113,8 @@ def test_backup_and_restore_stream_through_the_tools_without_the_password_on_arg
         "--host=mongo.internal:27018", "--username=app", "--authenticationDatabase=admin",
         "--objcheck", "--drop", "--archive",
     ]  # fmt: skip
+    assert restore["config"] == dump["config"]
+    assert restore["config_is_pipe"]
     assert restore["received_sha256"] == dump["sent_sha256"]
     assert restore["received_size"] == 5 * 1024 * 1024
 
@@ -145,6 +152,27 @@ def test_missing_tools_name_the_package(mongo_alias, monkeypatch):
 
 def test_a_damaged_backup_never_reaches_mongorestore(mongo_alias, mongo_tools, backup_dir):
     result = pipeline.backup_database("mongo", compression="gzip")
+    (backup_dir / result.filename).write_bytes((backup_dir / result.filename).read_bytes()[:-20])
+    with pytest.raises(CorruptBackupError):
+        pipeline.restore_database("mongo", input_filename=result.filename)
+    assert [record["tool"] for record in mongo_tools()] == ["mongodump"]
+
+
+def test_an_archive_without_checksum_or_compression_is_handed_to_mongorestore_as_is(
+    mongo_alias, mongo_tools, backup_dir
+):
+    """mongorestore cannot be rolled back and dbbackup cannot parse its archives: a truncated
+    uncompressed archive without a sidecar reaches mongorestore, whose own archive checks are
+    all that stands between it and a partial restore (documented on the MongoDB page)."""
+    result = pipeline.backup_database("mongo")
+    (backup_dir / (result.filename + ".metadata")).unlink()
+    (backup_dir / result.filename).write_bytes((backup_dir / result.filename).read_bytes()[:-20])
+    pipeline.restore_database("mongo", input_filename=result.filename)
+    assert mongo_tools()[1]["received_size"] == 3000000 - 20
+
+
+def test_with_a_sidecar_a_truncated_archive_never_reaches_mongorestore(mongo_alias, mongo_tools, backup_dir):
+    result = pipeline.backup_database("mongo")
     (backup_dir / result.filename).write_bytes((backup_dir / result.filename).read_bytes()[:-20])
     with pytest.raises(CorruptBackupError):
         pipeline.restore_database("mongo", input_filename=result.filename)

@@ -1,7 +1,6 @@
 """PostgreSQL and MariaDB specifics, on the real servers: secrets, argv safety, upstream bugs."""
 
 import os
-import stat
 import sys
 import textwrap
 import time
@@ -22,6 +21,7 @@ from dbbackup.exceptions import (
     RestoreError,
 )
 from tests.database_servers import REQUIRE_SERVERS
+from tests.faults.support import files_containing
 from tests.helpers import add_known_data, rows
 from tests.testapp.models import Note
 
@@ -159,15 +159,13 @@ def test_mysql_argv_keeps_names_after_double_dash_and_no_password():
     command = connector.dump_command()
     argv = list(command.argv)
     assert argv[0] == "mysqldump"
-    assert argv[1].startswith("--defaults-extra-file=")
+    assert argv[1] == "--defaults-extra-file=/dev/fd/{fd}"  # a pipe, filled when the tool starts
     assert argv[-2:] == ["--", "--all-databases"]
     assert "--ignore-table=--all-databases.django_session" in argv
     assert SECRET not in " ".join(argv)
-    option_file = Path(argv[1].split("=", 1)[1])
-    assert stat.S_IMODE(option_file.stat().st_mode) == 0o600
-    assert 'password="S3cret pass\'word\\"$"' in option_file.read_text()
-    command.finished()
-    assert not option_file.exists()
+    [(index, content)] = command.pipe_inputs
+    assert index == 1
+    assert 'password="S3cret pass\'word\\"$"' in content.decode()
 
 
 def test_mysql_socket_and_options():
@@ -246,7 +244,7 @@ def test_pg_password_never_reaches_the_command_line(settings, pg_password_role):
 
 
 @MYSQL
-def test_mysql_password_never_reaches_the_command_line(settings):
+def test_mysql_password_never_reaches_the_command_line(settings, tmp_path):
     connection = connections["mysql"]
     name = connection.settings_dict["NAME"]
     with connection.cursor() as cursor:
@@ -255,6 +253,7 @@ def test_mysql_password_never_reaches_the_command_line(settings):
         cursor.execute(f"GRANT ALL ON `{name}`.* TO 'dbbackup_pw'@'%'")
     try:
         settings.DBBACKUP_CONNECTORS = {"mysql": {"USER": "dbbackup_pw", "PASSWORD": SECRET}}
+        settings.DBBACKUP_TMP_DIR = str(tmp_path)
         keep_the_tool_busy("mysql")
         connector = get_connector("mysql")
         command = connector.dump_command()
@@ -265,13 +264,13 @@ def test_mysql_password_never_reaches_the_command_line(settings):
             assert stream.read(10)
             cmdline = _cmdline(stream.pid)
             assert SECRET not in cmdline
-            assert "--defaults-extra-file=" in cmdline
+            option_file = cmdline.split("--defaults-extra-file=", 1)[1].split(" ", 1)[0]
+            assert option_file.startswith("/dev/fd/")  # an inherited pipe, not a file on disk
             assert SECRET not in _environ(stream.pid)
+            assert files_containing(SECRET, tmp_path) == []
             assert b"testapp_note" in stream.read()
         finally:
             stream.close()
-        option_file = cmdline.split("--defaults-extra-file=", 1)[1].split(" ", 1)[0]
-        assert not os.path.exists(option_file)
     finally:
         with connection.cursor() as cursor:
             cursor.execute("DROP USER IF EXISTS 'dbbackup_pw'@'%'")
@@ -377,31 +376,29 @@ def test_pg_failing_tool_error_has_stderr_without_secrets(settings, backup_dir):
 
 
 @MYSQL
-def test_mysql_tool_failing_half_way_says_the_database_may_be_partly_restored(settings, backup_dir):
+def test_mysql_tool_failing_says_the_database_was_not_changed(settings, backup_dir, tmp_path):
     add_known_data("mysql")
     name = pipeline.backup_database("mysql").filename
-    settings.DBBACKUP_CONNECTORS = {"mysql": {"RESTORE_CMD": "false"}}
-    with pytest.raises(
-        RestoreError, match="MySQL cannot roll back a restore: database .* may be partly restored"
-    ):
+    failing = tmp_path / "failing-mysql"
+    failing.write_text(
+        '#!/bin/sh\nif [ "$1" = "--help" ]; then exec mysql --help; fi\ncat >/dev/null\nexit 1\n'
+    )
+    failing.chmod(0o755)
+    settings.DBBACKUP_CONNECTORS = {"mysql": {"RESTORE_CMD": str(failing)}}
+    with pytest.raises(RestoreError, match="was not changed") as info:
         pipeline.restore_database("mysql", input_filename=name)
+    assert "partly restored" not in str(info.value)
 
 
 @MYSQL
-def test_mysql_damaged_backup_is_refused_before_mysql_starts(settings, backup_dir, tmp_path):
+def test_mysql_damaged_backup_changes_nothing(settings, backup_dir, tmp_path):
     add_known_data("mysql")
     name = pipeline.backup_database("mysql", compression="gzip").filename
     (backup_dir / (name + ".metadata")).unlink()  # no checksum: decodability alone must catch it
     (backup_dir / name).write_bytes((backup_dir / name).read_bytes()[:-64])
-    marker = tmp_path / "mysql-started"
-    spy = tmp_path / "mysql-spy"
-    spy.write_text(f'#!/bin/sh\ntouch {marker}\nexec mysql "$@"\n')
-    spy.chmod(0o755)
-    settings.DBBACKUP_CONNECTORS = {"mysql": {"RESTORE_CMD": str(spy)}}
     before = rows("mysql")
     with pytest.raises(CorruptBackupError):
         pipeline.restore_database("mysql", input_filename=name)
-    assert not marker.exists()
     assert rows("mysql") == before
 
 

@@ -164,3 +164,29 @@ def test_describe_redacts_each_argument_before_quoting_it():
     described = process.describe(["mysql", "--password=it's", "db"], ["it's"])
     assert "it" not in described.replace("********", "")
     assert "********" in described
+
+
+def test_pipe_inputs_reach_the_tool_as_dev_fd_without_touching_the_disk(tmp_path):
+    code = "import sys; print(open(sys.argv[1].split('=', 1)[1]).read(), end='')"
+    secret = "pass'word\n[client]"
+    tool = process.Command(
+        argv=[PY, "-c", code, "--defaults-extra-file=/dev/fd/{fd}"],
+        secrets=(secret,),
+        pipe_inputs=((3, secret.encode()),),
+    )
+    assert process.run(tool) == secret
+    assert "{fd}" in tool.describe()  # the template, not a descriptor of this process
+    before = set(os.listdir("/proc/self/fd"))
+    process.run(tool)
+    assert set(os.listdir("/proc/self/fd")) == before  # both ends closed in the parent
+
+
+def test_pipe_input_too_large_for_the_pipe_buffer_is_refused_before_the_tool_runs(tmp_path):
+    marker = tmp_path / "ran"
+    tool = process.Command(
+        argv=[PY, "-c", f"open({str(marker)!r}, 'w')", "/dev/fd/{fd}"],
+        pipe_inputs=((3, b"x" * (4 * 1024 * 1024)),),
+    )
+    with pytest.raises(CommandConnectorError, match="does not fit in the pipe buffer"):
+        process.run(tool)
+    assert not marker.exists()

@@ -23,11 +23,9 @@ from __future__ import annotations
 
 import copy
 import logging
-import os
 import shlex
-import tempfile
 from collections.abc import Mapping, Sequence
-from functools import cached_property, partial
+from functools import cached_property
 from typing import Any, BinaryIO
 
 from django.db import DEFAULT_DB_ALIAS, connections
@@ -260,9 +258,9 @@ class BaseCommandDBConnector(BaseDBConnector):
     def secrets_file(self) -> tuple[str, str] | None:
         """``(option, content)`` for tools that read secrets from a file, or ``None``.
 
-        When given, the content goes to a private (0600) file in ``DBBACKUP_TMP_DIR``, the
-        tool gets ``<option><path>`` as its first argument, and the file is removed as soon as
-        the tool exits, whatever happened.
+        When given, the content never touches the disk: it is written to a pipe that the tool
+        inherits, and the tool gets ``<option>/dev/fd/<N>`` as its first argument. A killed
+        tool or a killed dbbackup leaves nothing behind.
         """
         return None
 
@@ -290,15 +288,15 @@ class BaseCommandDBConnector(BaseDBConnector):
         argv = [*_split(prefix), *core, *_split(suffix), *operands]
         env = process.build_env(self.env, phase_env, self.connection_env(), inherit=self.use_parent_env)
         hint = f"{self.install_hint} Or set {setting} in DBBACKUP_CONNECTORS[{self.database_name!r}]."
-        cleanup: tuple = ()
+        pipe_inputs: tuple = ()
         secrets_file = self.secrets_file()
         if secrets_file is not None:
             option, content = secrets_file
-            path = _private_file(content)
-            argv.insert(len(_split(prefix)) + 1, f"{option}{path}")  # right after the tool
-            cleanup = (partial(os.unlink, path),)
+            index = len(_split(prefix)) + 1  # right after the tool
+            argv.insert(index, f"{option}/dev/fd/{{fd}}")
+            pipe_inputs = ((index, content.encode()),)
         command = process.Command(
-            argv=argv, env=env, secrets=self.secrets(), missing_hint=hint.strip(), cleanup=cleanup
+            argv=argv, env=env, secrets=self.secrets(), missing_hint=hint.strip(), pipe_inputs=pipe_inputs
         )
         logger.debug("Running %s", command.describe())
         return command
@@ -337,13 +335,6 @@ class BaseCommandDBConnector(BaseDBConnector):
                 f"{self.settings.get('NAME')!r} may be partly restored. Restore a good backup again "
                 "once the cause is fixed."
             ) from exc
-
-
-def _private_file(content: str) -> str:
-    descriptor, path = tempfile.mkstemp(prefix=".dbbackup-", suffix=".conf", dir=settings.TMP_DIR)
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(content)
-    return path
 
 
 def _split(value: str | Sequence[str]) -> list[str]:

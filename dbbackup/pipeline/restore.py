@@ -274,6 +274,7 @@ def execute_restore(
         storage=plan.storage,
     )
     stream, digest = open_backup(plan, progress)
+    plan.connector.stream_checksummed = digest.expected_sha256 is not None
     try:
         plan.connector.restore_dump(stream)
     finally:

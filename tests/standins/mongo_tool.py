@@ -1,8 +1,9 @@
 """A stand-in for mongodump and mongorestore: records what it was given, as a real tool sees it.
 
 There is no MongoDB server or tool here. This script, installed on PATH under both names,
-writes one JSON record per run to $FAKE_MONGO_LOG: its argv, the --config file's content and
-mode (read while it runs, as mongodump would), selected environment variables, and a digest
+writes one JSON record per run to $FAKE_MONGO_LOG: its argv, the --config file's content, mode
+and kind (read while it runs, as mongodump would: dbbackup hands it over as an inherited pipe,
+/dev/fd/N, never as a file on disk), selected environment variables, and a digest
 of its stdin. As mongodump it streams $FAKE_MONGO_ARCHIVE_SIZE bytes of archive to stdout,
 pausing after the first MiB until $FAKE_MONGO_GO exists (so a test can prove the caller reads
 while the tool still runs). $FAKE_MONGO_FAIL makes it fail like a real tool.
@@ -33,9 +34,10 @@ def main() -> int:
     }
     config = next((arg.split("=", 1)[1] for arg in sys.argv[1:] if arg.startswith("--config=")), None)
     if config:
+        record["config_mode"] = stat.S_IMODE(os.stat(config).st_mode)
+        record["config_is_pipe"] = stat.S_ISFIFO(os.stat(config).st_mode)
         with open(config) as config_file:
             record["config"] = config_file.read()
-        record["config_mode"] = stat.S_IMODE(os.stat(config).st_mode)
     if os.environ.get("FAKE_MONGO_FAIL"):
         print(f"{tool}: error connecting to host: {os.environ['FAKE_MONGO_FAIL']}", file=sys.stderr)
         return 1
