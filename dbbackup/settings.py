@@ -103,6 +103,9 @@ _DEFAULTS: dict[str, tuple[str | None, Any]] = {
     "EMAIL_SUBJECT_PREFIX": ("DBBACKUP_EMAIL_SUBJECT_PREFIX", "[dbbackup] "),
     "BACKUP_METADATA_SETTER": ("DBBACKUP_BACKUP_METADATA_SETTER", None),
     "RESTORE_METADATA_VALIDATOR": ("DBBACKUP_RESTORE_METADATA_VALIDATOR", None),
+    # New in dbbackup: how long (seconds) a restore waits for a lock before it gives up and
+    # rolls back; None or 0 waits forever.
+    "RESTORE_LOCK_TIMEOUT": ("DBBACKUP_RESTORE_LOCK_TIMEOUT", 30),
     # Settings of django-dbbackup 4.x, read only to warn about them (see dbbackup.checks).
     "STORAGE": ("DBBACKUP_STORAGE", None),
     "STORAGE_OPTIONS": ("DBBACKUP_STORAGE_OPTIONS", dict),

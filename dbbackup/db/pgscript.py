@@ -1,0 +1,359 @@
+"""What a SQL script from a backup may do when dbbackup feeds it to ``psql``.
+
+:class:`ScriptGuard` reads a plain ``pg_dump`` script (or the SQL ``pg_restore -f -`` writes)
+line by line, lexing it the way ``psql`` does (quotes, dollar quotes, comments, parentheses,
+``BEGIN ATOMIC`` bodies, ``COPY ... FROM stdin`` data ending at ``\\.``), and hands on what may
+run. The contract:
+
+* **No psql meta-command runs.** A backslash command outside quotes, comments and COPY data
+  (``\\!``, ``\\o``, ``\\copy``, ``\\i``, ``\\g``, ``\\;`` ...) raises :class:`UnsafeScriptError`
+  naming it. Only the ``\\restrict KEY`` / ``\\unrestrict KEY`` lines that pg_dump writes are
+  dropped (dbbackup restricts the session with a key of its own).
+* **The commit belongs to dbbackup.** With ``transaction=True`` the script's own top-level
+  ``BEGIN``/``START TRANSACTION``/``COMMIT``/``END`` (pg_dump writes them around large objects)
+  are dropped; ``ROLLBACK``, ``ABORT``, ``PREPARE TRANSACTION`` and ``COMMIT PREPARED``, which
+  pg_dump never writes, are refused. Such a statement must stand on lines of its own.
+* **No server-side file or program.** ``COPY`` may only read ``FROM stdin`` (or write ``TO
+  stdout``); ``COPY ... PROGRAM`` and ``COPY`` to or from a server file are refused.
+* ``SET lock_timeout = ...`` (pg_dump writes ``= 0``) is replaced by dbbackup's own.
+* :attr:`ScriptGuard.complete` tells whether pg_dump's completion marker was seen, and
+  :meth:`ScriptGuard.finish` refuses a script that ends inside a statement, string or COPY.
+"""
+
+from __future__ import annotations
+
+import re
+
+from dbbackup.exceptions import RestoreError
+
+#: The comment pg_dump and pg_restore write once the whole dump was written.
+COMPLETION_MARKER = b"-- PostgreSQL database dump complete"
+
+#: Client encodings whose multi-byte characters may contain ASCII quotes or backslashes.
+UNSAFE_ENCODINGS = frozenset({"SJIS", "SHIFT_JIS_2004", "BIG5", "GBK", "UHC", "GB18030", "JOHAB"})
+
+_RESTRICT_LINE = re.compile(rb"\\(?:un)?restrict[ \t]+[A-Za-z0-9]+[ \t]*\r?\n?")
+_META_NAME = re.compile(rb"\\([A-Za-z!?;:]*)")
+_TOKEN = re.compile(
+    rb"(?P<ws>\s+)"
+    rb"|(?P<comment>--)"
+    rb"|(?P<cstart>/\*)"
+    rb"|(?P<estring>[eE]')"
+    rb"|(?P<word>[A-Za-z_\x80-\xff][A-Za-z0-9_$\x80-\xff]*)"
+    rb"|(?P<squote>')"
+    rb"|(?P<dquote>\")"
+    rb"|(?P<dollar>\$(?:[A-Za-z_\x80-\xff][A-Za-z0-9_\x80-\xff]*)?\$)"
+    rb"|(?P<semi>;)|(?P<lparen>\()|(?P<rparen>\))"
+    rb"|(?P<backslash>\\)"
+    rb"|(?P<other>[0-9]+|.)",
+    re.S,
+)
+_TRANSACTION_WORDS = {b"BEGIN", b"START", b"COMMIT", b"END", b"ROLLBACK", b"ABORT", b"PREPARE"}
+_SPECIAL_WORDS = _TRANSACTION_WORDS | {b"COPY", b"SET"}
+#: How much of a COPY data line is held before it is handed on (data lines can be huge).
+_COPY_FLUSH = 1024 * 1024
+
+
+class UnsafeScriptError(RestoreError):
+    """The script asks for something a restore must not do; nothing was restored."""
+
+
+class _Statement:
+    """The top-level tokens of the statement being read (words upper-cased, b"'" for strings)."""
+
+    def __init__(self) -> None:
+        self.tokens: list[bytes] = []
+        self.started = False
+        self.first_line = 0
+        self.create_routine: list[bytes] = []  # psql's CREATE [OR REPLACE] FUNCTION heuristic
+        self.begin_depth = 0
+
+    @property
+    def special(self) -> bool:
+        return bool(self.tokens) and self.tokens[0] in _SPECIAL_WORDS
+
+
+class ScriptGuard:
+    """Filters a SQL script for ``psql``; see the module docstring.
+
+    Feed it bytes with :meth:`feed` (any chunking), hand on what it returns, and call
+    :meth:`finish` at the end of the input.
+    """
+
+    def __init__(self, *, transaction: bool = True, lock_timeout_sql: bytes | None = None) -> None:
+        self.transaction = transaction
+        self.lock_timeout_sql = lock_timeout_sql
+        self.complete = False
+        self.lines = 0
+        self._pending = b""
+        self._copy = False
+        self._copy_mid_line = False
+        # lexer state carried across lines
+        self._quote: bytes | None = None  # b"'", b"e", b'"', a dollar tag, or b"/*"
+        self._comment_depth = 0
+        self._paren = 0
+        self._std_strings = True
+        self._stmt = _Statement()
+        # lines held until the special statement they carry is decided
+        self._held: list[bytes] = []
+        self._held_statements = 0
+        self._held_actions: list[tuple[str, bytes]] = []
+        self._line_text = b""
+
+    # -- streaming ---------------------------------------------------------------------------
+
+    def feed(self, data: bytes) -> bytes:
+        """Take the next bytes of the script; return what may be passed on to psql now."""
+        self._pending += data
+        out = []
+        while True:
+            end = self._pending.find(b"\n")
+            if end < 0:
+                if self._copy and len(self._pending) > _COPY_FLUSH:  # a long data line
+                    out.append(self._pending[:-2])
+                    self._pending = self._pending[-2:]
+                    self._copy_mid_line = True
+                break
+            line, self._pending = self._pending[: end + 1], self._pending[end + 1 :]
+            out.append(self._line(line))
+        return b"".join(out)
+
+    def finish(self) -> bytes:
+        """The end of the script: hand on the last line; raise if it ends mid-statement."""
+        out = self._line(self._pending) if self._pending else b""
+        self._pending = b""
+        where = f"after line {self.lines}"
+        if self._copy:
+            raise RestoreError(f"The SQL script ends inside COPY data ({where}): it is truncated.")
+        if self._quote is not None or self._stmt.started or self._held:
+            raise RestoreError(f"The SQL script ends inside a statement ({where}): it is truncated.")
+        return out
+
+    # -- one line ----------------------------------------------------------------------------
+
+    def _line(self, line: bytes) -> bytes:
+        if self._copy:
+            if not self._copy_mid_line:
+                self.lines += 1
+                if line.rstrip(b"\r\n") == b"\\.":
+                    self._copy = False
+            self._copy_mid_line = False
+            return line
+        self.lines += 1
+        clean = self._quote is None and not self._stmt.started
+        if clean and line.strip() == COMPLETION_MARKER:
+            self.complete = True
+            return line
+        if clean and _RESTRICT_LINE.fullmatch(line.lstrip(b" \t")):
+            return b""  # pg_dump's own \restrict / \unrestrict: dbbackup restricts the session
+        continued = self._stmt.started
+        self._line_text = line
+        starts, enters_copy = self._lex(line)
+        if starts:
+            self.complete = False  # statements after the completion marker: not pg_dump's end
+        if not self._held:
+            self._held_statements = 1 if continued else 0
+        self._held.append(line)
+        self._held_statements += starts
+        if self._stmt.started and (self._stmt.special or not self._stmt.tokens):
+            return b""  # hold the lines until this statement is decided
+        out = self._release()
+        self._copy = enters_copy
+        return out
+
+    def _release(self) -> bytes:
+        held, actions, count = self._held, self._held_actions, self._held_statements
+        self._held, self._held_actions, self._held_statements = [], [], 0
+        changes = [action for action in actions if action[0] != "keep"]
+        if not changes:
+            return b"".join(held)
+        if count > 1:
+            raise UnsafeScriptError(
+                f"Line {self.lines} of the SQL script puts {changes[0][1].decode(errors='replace')} "
+                "on a line with other statements; dbbackup cannot run it safely. Nothing was restored."
+            )
+        kind, text = changes[0]
+        return text if kind == "replace" else b""
+
+    # -- the lexer ---------------------------------------------------------------------------
+
+    def _lex(self, line: bytes) -> tuple[int, bool]:
+        """Advance the lexer over ``line``; return (statements started, COPY data follows)."""
+        pos, size, starts, enters_copy = 0, len(line), 0, False
+        while pos < size:
+            if self._quote is not None:
+                pos = self._skip_quoted(line, pos)
+                continue
+            match = _TOKEN.match(line, pos)
+            kind, text, pos = match.lastgroup, match.group(), match.end()
+            if kind == "ws":
+                continue
+            if kind == "comment":
+                break
+            if enters_copy:
+                raise UnsafeScriptError(
+                    f"Line {self.lines} of the SQL script has text after a COPY ... FROM stdin "
+                    "statement; nothing was restored."
+                )
+            if kind == "cstart":
+                self._quote, self._comment_depth = b"/*", 1
+                continue
+            if not self._stmt.started:
+                self._stmt.started, self._stmt.first_line = True, self.lines
+                starts += 1
+            if kind == "backslash":
+                name = _META_NAME.match(line, pos - 1).group().decode(errors="replace")
+                raise UnsafeScriptError(
+                    f"The backup contains the psql meta-command {name} (line {self.lines}); dbbackup "
+                    "never lets a backup run psql commands. Nothing was restored."
+                )
+            if kind in ("squote", "estring"):
+                self._quote = b"e" if kind == "estring" or not self._std_strings else b"'"
+                self._token(b"'")
+            elif kind == "dquote":
+                self._quote = b'"'
+                self._token(b'"')
+            elif kind == "dollar":
+                self._quote = text
+                self._token(b"'")
+            elif kind == "word":
+                self._word(text.upper())
+            elif kind == "lparen":
+                self._paren += 1
+            elif kind == "rparen":
+                self._paren = max(0, self._paren - 1)
+            elif kind == "semi":
+                if self._paren == 0 and self._stmt.begin_depth == 0:
+                    enters_copy = self._end_statement()
+            else:
+                self._token(b"?")
+        return starts, enters_copy
+
+    def _skip_quoted(self, line: bytes, pos: int) -> int:
+        quote = self._quote
+        if quote == b"/*":
+            while True:
+                match = re.compile(rb"/\*|\*/").search(line, pos)
+                if match is None:
+                    return len(line)
+                pos = match.end()
+                self._comment_depth += 1 if match.group() == b"/*" else -1
+                if self._comment_depth == 0:
+                    self._quote = None
+                    return pos
+        if quote in (b"'", b"e", b'"'):
+            char = b'"' if quote == b'"' else b"'"
+            while True:
+                found = line.find(char, pos)
+                if quote == b"e":
+                    slash = line.find(b"\\", pos)
+                    if slash >= 0 and (found < 0 or slash < found):
+                        pos = slash + 2
+                        if pos > len(line):  # a backslash at the end of a chunk: escapes the next
+                            return len(line)
+                        continue
+                if found < 0:
+                    return len(line)
+                if line[found + 1 : found + 2] == char:
+                    pos = found + 2
+                    continue
+                self._quote = None
+                return found + 1
+        found = line.find(quote, pos)  # a dollar quote
+        if found < 0:
+            return len(line)
+        self._quote = None
+        return found + len(quote)
+
+    def _token(self, token: bytes) -> None:
+        if self._paren == 0 and len(self._stmt.tokens) < 64:
+            self._stmt.tokens.append(token)
+
+    def _word(self, word: bytes) -> None:
+        stmt = self._stmt
+        self._token(word)
+        # psql's heuristic: inside CREATE [OR REPLACE] FUNCTION|PROCEDURE, BEGIN ... END
+        # (and CASE ... END within) do not end at a semicolon.
+        if len(stmt.create_routine) < 4:
+            stmt.create_routine.append(word)
+        routine = stmt.create_routine
+        in_routine = routine[:1] == [b"CREATE"] and (
+            routine[1:2] in ([b"FUNCTION"], [b"PROCEDURE"])
+            or (routine[1:3] == [b"OR", b"REPLACE"] and routine[3:4] in ([b"FUNCTION"], [b"PROCEDURE"]))
+        )
+        if in_routine and self._paren == 0:
+            if word == b"BEGIN" or (word == b"CASE" and stmt.begin_depth >= 1):
+                stmt.begin_depth += 1
+            elif word == b"END" and stmt.begin_depth > 0:
+                stmt.begin_depth -= 1
+
+    # -- statements --------------------------------------------------------------------------
+
+    def _end_statement(self) -> bool:
+        """Decide what to do with the statement just ended; return True if COPY data follows."""
+        tokens, self._stmt = self._stmt.tokens, _Statement()
+        first = tokens[0] if tokens else b""
+        label = b" ".join(tokens[:2]) if tokens[1:2] and tokens[1] not in (b"'", b"?") else first
+        if first in _TRANSACTION_WORDS and self.transaction:
+            self._held_actions.append(self._transaction_action(first, tokens, label))
+        elif first == b"COPY":
+            return self._copy_action(tokens)
+        elif first == b"SET":
+            self._held_actions.append(self._set_action(tokens))
+        return False
+
+    def _transaction_action(self, first: bytes, tokens: list[bytes], label: bytes) -> tuple[str, bytes]:
+        rest = tokens[1:]
+        if first == b"PREPARE" and rest[:1] != [b"TRANSACTION"]:
+            return ("keep", b"")  # PREPARE name AS ...: a prepared statement
+        if first == b"ROLLBACK" and b"TO" in rest and b"PREPARED" not in rest:
+            return ("keep", b"")  # ROLLBACK TO SAVEPOINT stays inside the transaction
+        if first == b"START" and rest[:1] != [b"TRANSACTION"]:
+            return ("keep", b"")
+        chained = b"AND" in rest and b"CHAIN" in rest and b"NO" not in rest
+        if first in (b"ROLLBACK", b"ABORT", b"PREPARE") or b"PREPARED" in rest or chained:
+            raise UnsafeScriptError(
+                f"The SQL script ends or splits the restore's transaction with "
+                f"{label.decode(errors='replace')} (line {self.lines}), which pg_dump never writes; "
+                "nothing was restored."
+            )
+        return ("drop", label)
+
+    def _copy_action(self, tokens: list[bytes]) -> bool:
+        if b"PROGRAM" in tokens:
+            raise UnsafeScriptError(
+                f"The SQL script runs a program on the server with COPY ... PROGRAM (line {self.lines}); "
+                "nothing was restored."
+            )
+        for index, token in enumerate(tokens):
+            if token in (b"FROM", b"TO"):
+                target = tokens[index + 1 : index + 2]
+                if target == [b"STDIN"] and token == b"FROM":
+                    return True
+                if target == [b"STDOUT"] and token == b"TO":
+                    return False
+                raise UnsafeScriptError(
+                    f"The SQL script reads or writes a file on the server with COPY (line {self.lines}); "
+                    "nothing was restored."
+                )
+        return False
+
+    def _set_action(self, tokens: list[bytes]) -> tuple[str, bytes]:
+        words = [token for token in tokens[1:] if token not in (b"SESSION", b"LOCAL")]
+        name = words[0] if words else b""
+        if name == b"LOCK_TIMEOUT" and self.lock_timeout_sql is not None:
+            return ("replace", self.lock_timeout_sql + b"\n")
+        held = (b"".join(self._held) + self._line_text).upper()
+        if name == b"STANDARD_CONFORMING_STRINGS":
+            self._std_strings = not re.search(
+                rb"\b(OFF|FALSE|NO|0)\b", held.split(b"STANDARD_CONFORMING_STRINGS", 1)[1]
+            )
+        if name == b"CLIENT_ENCODING" or name == b"NAMES":
+            encoding = re.findall(rb"'([A-Z0-9_]+)'|\b([A-Z0-9_]+)\s*;", held.split(name, 1)[1])
+            values = {part.decode() for found in encoding for part in found if part}
+            if values & UNSAFE_ENCODINGS:
+                raise UnsafeScriptError(
+                    f"The SQL script uses the client encoding {', '.join(sorted(values))}, which dbbackup "
+                    "cannot check safely; dump with --encoding=UTF8. Nothing was restored."
+                )
+        return ("keep", b"")
