@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 
-from dbbackup.exceptions import RestoreError
+from dbbackup.exceptions import CorruptBackupError, RestoreError
 
 #: The comment pg_dump and pg_restore write once the whole dump was written.
 COMPLETION_MARKER = b"-- PostgreSQL database dump complete"
@@ -124,9 +124,13 @@ class ScriptGuard:
         self._pending = b""
         where = f"after line {self.lines}"
         if self._copy:
-            raise RestoreError(f"The SQL script ends inside COPY data ({where}): it is truncated.")
+            raise CorruptBackupError(
+                f"The backup's SQL ends inside COPY data ({where}): it is truncated. Nothing was restored."
+            )
         if self._quote is not None or self._stmt.started or self._held:
-            raise RestoreError(f"The SQL script ends inside a statement ({where}): it is truncated.")
+            raise CorruptBackupError(
+                f"The backup's SQL ends inside a statement ({where}): it is truncated. Nothing was restored."
+            )
         return out
 
     # -- one line ----------------------------------------------------------------------------
