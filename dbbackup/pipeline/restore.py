@@ -221,7 +221,7 @@ def _result(plan: RestorePlan, digest: DigestReader) -> RestoreResult:
         connector=plan.connector.path(),
         size=digest.size,
         sha256=digest.sha256,
-        verified=digest.expected_sha256 is not None,
+        verified=digest.checked and digest.expected_sha256 is not None,
     )
 
 
