@@ -127,3 +127,25 @@ def test_long_copy_rows_are_passed_on_without_waiting_for_their_end():
     assert len(out) > 1024 * 1024
     rest = guard.feed(b"y\n\\.\n") + guard.finish()
     assert out + rest == b"x" * (2 * 1024 * 1024) + b"y\n\\.\n"
+
+
+@pytest.mark.parametrize(
+    ("version", "expected"),
+    [
+        ("psql (PostgreSQL) 15.13", False),
+        ("psql (PostgreSQL) 15.14 (Debian 15.14-1)", True),
+        ("psql (PostgreSQL) 12.22", False),
+        ("psql (PostgreSQL) 17.6", True),
+        ("psql (PostgreSQL) 18beta1", True),
+        ("no version here", False),
+    ],
+)
+def test_restrict_is_used_only_with_a_psql_that_has_it(tmp_path, version, expected):
+    from dbbackup.db.pgsession import supports_restrict
+    from dbbackup.db.postgresql import PgDumpConnector
+
+    fake_psql = tmp_path / "psql"
+    fake_psql.write_text(f"#!/bin/sh\necho '{version}'\n")
+    fake_psql.chmod(0o755)
+    connector = PgDumpConnector("default", RESTORE_CMD=str(fake_psql))
+    assert supports_restrict(connector) is expected

@@ -121,10 +121,7 @@ def lock_timeout_ms() -> int | None:
 
 def supports_restrict(connector: PgDumpConnector) -> bool:
     """Whether the session's psql knows ``\\restrict`` (asked with ``--version``)."""
-    setting, tool = connector.session_tool()
-    command = connector._command(
-        setting, connector.restore_prefix, [tool, "--version"], "", connector.restore_env
-    )
+    command = connector.session_version_command()
     try:
         output = process.run(command)
     except CommandConnectorError:

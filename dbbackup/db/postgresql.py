@@ -183,6 +183,11 @@ class PgDumpConnector(BaseCommandDBConnector):
         """The ``psql`` session of a restore (for plain dumps: ``RESTORE_CMD``)."""
         return self.restore_command()
 
+    def session_version_command(self) -> process.Command:
+        """``<session psql> --version``, run with the restore's prefix and environment."""
+        setting, tool = self.session_tool()
+        return self._command(setting, self.restore_prefix, [tool, "--version"], "", self.restore_env)
+
     def psql_command(self, *args: str) -> process.Command:
         """A short ``psql`` run on the target database (version check, lock report)."""
         argv = [*self.session_argv(self.psql_cmd), *args]

@@ -359,3 +359,39 @@ def test_the_restore_waits_for_a_lock_within_the_timeout(settings, backup_dir):
     finally:
         holder.close()
     assert fingerprint("postgres") == expected
+
+
+class _NoGuard:
+    """Stands in for ScriptGuard to show that psql's \\restrict is a second, independent wall."""
+
+    complete = True
+
+    def __init__(self, **kwargs) -> None:
+        pass
+
+    def feed(self, data: bytes) -> bytes:
+        return data
+
+    def finish(self) -> bytes:
+        return b""
+
+
+def test_psql_restrict_mode_refuses_meta_commands_even_without_the_filter(
+    settings, backup_dir, tmp_path, monkeypatch
+):
+    monkeypatch.setattr("dbbackup.db.pgsession.ScriptGuard", _NoGuard)
+    use(settings, PLAIN)
+    add_known_data("postgres", count=5)
+    name = backup()
+    before = fingerprint("postgres")
+    marker = tmp_path / "pwned-unfiltered"
+    path = backup_dir / name
+    data = path.read_bytes().replace(
+        b"SET row_security = off;\n", f"SET row_security = off;\n\\! touch {marker}\n".encode()
+    )
+    path.write_bytes(data)
+    reseal(backup_dir, name)
+    with pytest.raises(DbbackupError, match="restricted"):
+        pipeline.restore_database("postgres", input_filename=name)
+    assert not marker.exists()
+    assert_unchanged(before, backup_dir)
