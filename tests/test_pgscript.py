@@ -149,3 +149,24 @@ def test_restrict_is_used_only_with_a_psql_that_has_it(tmp_path, version, expect
     fake_psql.chmod(0o755)
     connector = PgDumpConnector("default", RESTORE_CMD=str(fake_psql))
     assert supports_restrict(connector) is expected
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 5, 1000])
+@pytest.mark.parametrize(
+    "script",
+    [
+        b"COPY t (a) FROM stdin;\n\\\\.x\n\\.\nSELECT 1;\n",
+        b"COPY t (a) FROM stdin;\r\n1\r\n\\.\r\nSELECT 1;\r\n",
+        b"COPY t (a) FROM stdin;\n\\.\nCOPY u (b) FROM stdin;\n2\n\\.\n",
+        b"COPY t (a) FROM stdin;\n1\n\\.",
+    ],
+)
+def test_copy_data_ends_only_at_a_backslash_dot_line_whatever_the_chunks(script, chunk):
+    out, guard = run(script, chunk=chunk)
+    assert out.rstrip(b"\n") == script.rstrip(b"\n")
+    assert not guard._copy
+
+
+def test_sql_after_copy_data_is_checked_again():
+    with pytest.raises(UnsafeScriptError, match="meta-command"):
+        run(b"COPY t (a) FROM stdin;\n\\! data\n\\.\n\\! not data\n", chunk=3)

@@ -48,6 +48,12 @@ _TOKEN = re.compile(
     rb"|(?P<other>[0-9]+|.)",
     re.S,
 )
+#: Runs of text that cannot change the lexer's state (words, numbers, spaces, most operators):
+#: skipped in one step once a statement is known to be an ordinary one.
+_BORING = re.compile(rb"(?:[A-Za-z_\x80-\xff][A-Za-z0-9_$\x80-\xff]*|[^'\"$\\/\-;()A-Za-z_\x80-\xff])+")
+_IDENTIFIER_BYTES = frozenset(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_$"
+) | frozenset(range(0x80, 0x100))
 _TRANSACTION_WORDS = {b"BEGIN", b"START", b"COMMIT", b"END", b"ROLLBACK", b"ABORT", b"PREPARE"}
 _SPECIAL_WORDS = _TRANSACTION_WORDS | {b"COPY", b"SET"}
 #: How much of a COPY data line is held before it is handed on (data lines can be huge).
@@ -66,7 +72,13 @@ class _Statement:
         self.started = False
         self.first_line = 0
         self.create_routine: list[bytes] = []  # psql's CREATE [OR REPLACE] FUNCTION heuristic
+        self.routine: bool | None = None  # None: not known yet
         self.begin_depth = 0
+
+    @property
+    def fast(self) -> bool:
+        """Whether the rest of the statement can only matter through quotes, parentheses and ``;``."""
+        return self.routine is False and bool(self.tokens) and self.tokens[0] not in _SPECIAL_WORDS
 
     @property
     def special(self) -> bool:
@@ -87,7 +99,7 @@ class ScriptGuard:
         self.lines = 0
         self._pending = b""
         self._copy = False
-        self._copy_mid_line = False
+        self._copy_line_start = True
         # lexer state carried across lines
         self._quote: bytes | None = None  # b"'", b"e", b'"', a dollar tag, or b"/*"
         self._comment_depth = 0
@@ -104,25 +116,64 @@ class ScriptGuard:
 
     def feed(self, data: bytes) -> bytes:
         """Take the next bytes of the script; return what may be passed on to psql now."""
-        self._pending += data
-        out = []
-        while True:
-            end = self._pending.find(b"\n")
+        buffer = self._pending + data if self._pending else data
+        out: list[bytes] = []
+        pos, size = 0, len(buffer)
+        while pos < size:
+            if self._copy:
+                cut = self._copy_data(buffer, pos, out)
+                if cut is None:
+                    break
+                pos = cut
+                continue
+            end = buffer.find(b"\n", pos)
             if end < 0:
-                if self._copy and len(self._pending) > _COPY_FLUSH:  # a long data line
-                    out.append(self._pending[:-2])
-                    self._pending = self._pending[-2:]
-                    self._copy_mid_line = True
                 break
-            line, self._pending = self._pending[: end + 1], self._pending[end + 1 :]
-            out.append(self._line(line))
+            out.append(self._line(buffer[pos : end + 1]))
+            pos = end + 1
+        self._pending = buffer[pos:]
         return b"".join(out)
+
+    def _copy_data(self, buffer: bytes, pos: int, out: list[bytes]) -> int | None:
+        """Pass on COPY data from ``pos`` up to its ``\\.`` line; None when more input is needed."""
+        cut = self._copy_end(buffer, pos)
+        if cut is not None:
+            self._copy, self._copy_line_start = False, True
+        elif (last := buffer.rfind(b"\n", pos)) >= 0:
+            cut = last + 1
+            self._copy_line_start = True
+        elif len(buffer) - pos > _COPY_FLUSH:  # a long data line: hand it on without waiting for its end
+            cut = len(buffer)
+            self._copy_line_start = False
+        else:
+            return None
+        out.append(buffer[pos:cut])
+        self.lines += buffer.count(b"\n", pos, cut)
+        return cut
+
+    def _copy_end(self, buffer: bytes, pos: int) -> int | None:
+        """The end of the ``\\.`` line that ends COPY data, if it is in ``buffer[pos:]``."""
+        if self._copy_line_start:
+            for terminator in (b"\\.\n", b"\\.\r\n"):
+                if buffer.startswith(terminator, pos):
+                    return pos + len(terminator)
+        found = buffer.find(b"\n\\.", pos)
+        while found >= 0:
+            after = found + 3
+            if buffer.startswith(b"\n", after):
+                return after + 1
+            if buffer.startswith(b"\r\n", after):
+                return after + 2
+            found = buffer.find(b"\n\\.", found + 1)
+        return None
 
     def finish(self) -> bytes:
         """The end of the script: hand on the last line; raise if it ends mid-statement."""
-        out = self._line(self._pending) if self._pending else b""
-        self._pending = b""
         where = f"after line {self.lines}"
+        if self._copy and self._copy_line_start and self._pending.rstrip(b"\r") == b"\\.":
+            self._copy = False  # psql also takes "\." without a newline at the very end
+            out, self._pending = self._pending + b"\n", b""
+            return out
         if self._copy:
             raise CorruptBackupError(
                 f"The backup's SQL ends inside COPY data ({where}): it is truncated. Nothing was restored."
@@ -131,18 +182,18 @@ class ScriptGuard:
             raise CorruptBackupError(
                 f"The backup's SQL ends inside a statement ({where}): it is truncated. Nothing was restored."
             )
+        out = self._line(self._pending) if self._pending else b""
+        self._pending = b""
+        if self._quote is not None or self._stmt.started or self._held:
+            raise CorruptBackupError(
+                f"The backup's SQL ends inside a statement (line {self.lines}): it is truncated. "
+                "Nothing was restored."
+            )
         return out
 
     # -- one line ----------------------------------------------------------------------------
 
     def _line(self, line: bytes) -> bytes:
-        if self._copy:
-            if not self._copy_mid_line:
-                self.lines += 1
-                if line.rstrip(b"\r\n") == b"\\.":
-                    self._copy = False
-            self._copy_mid_line = False
-            return line
         self.lines += 1
         clean = self._quote is None and not self._stmt.started
         if clean and line.strip() == COMPLETION_MARKER:
@@ -188,6 +239,10 @@ class ScriptGuard:
             if self._quote is not None:
                 pos = self._skip_quoted(line, pos)
                 continue
+            if self._stmt.fast and (boring := _BORING.match(line, pos)):
+                pos = boring.end()
+                if pos >= size:
+                    break
             match = _TOKEN.match(line, pos)
             kind, text, pos = match.lastgroup, match.group(), match.end()
             if kind == "ws":
@@ -211,6 +266,8 @@ class ScriptGuard:
                     f"The backup contains the psql meta-command {name} (line {self.lines}); dbbackup "
                     "never lets a backup run psql commands. Nothing was restored."
                 )
+            if kind == "squote" and _escape_prefix(line, pos - 1):
+                kind = "estring"  # E'...' whose E was skipped as part of a boring run
             if kind in ("squote", "estring"):
                 self._quote = b"e" if kind == "estring" or not self._std_strings else b"'"
                 self._token(b"'")
@@ -278,14 +335,10 @@ class ScriptGuard:
         self._token(word)
         # psql's heuristic: inside CREATE [OR REPLACE] FUNCTION|PROCEDURE, BEGIN ... END
         # (and CASE ... END within) do not end at a semicolon.
-        if len(stmt.create_routine) < 4:
+        if stmt.routine is None:
             stmt.create_routine.append(word)
-        routine = stmt.create_routine
-        in_routine = routine[:1] == [b"CREATE"] and (
-            routine[1:2] in ([b"FUNCTION"], [b"PROCEDURE"])
-            or (routine[1:3] == [b"OR", b"REPLACE"] and routine[3:4] in ([b"FUNCTION"], [b"PROCEDURE"]))
-        )
-        if in_routine and self._paren == 0:
+            stmt.routine = _routine(stmt.create_routine)
+        if stmt.routine and self._paren == 0:
             if word == b"BEGIN" or (word == b"CASE" and stmt.begin_depth >= 1):
                 stmt.begin_depth += 1
             elif word == b"END" and stmt.begin_depth > 0:
@@ -361,3 +414,21 @@ class ScriptGuard:
                     "cannot check safely; dump with --encoding=UTF8. Nothing was restored."
                 )
         return ("keep", b"")
+
+
+def _routine(words: list[bytes]) -> bool | None:
+    """psql's test for CREATE [OR REPLACE] FUNCTION|PROCEDURE; None while undecided."""
+    kinds = (b"FUNCTION", b"PROCEDURE")
+    expected = [b"CREATE", (b"OR", *kinds), b"REPLACE", kinds]
+    for index, word in enumerate(words):
+        allowed = expected[index]
+        if word not in (allowed if isinstance(allowed, tuple) else (allowed,)):
+            return False
+        if word in kinds:
+            return True
+    return None
+
+
+def _escape_prefix(line: bytes, quote: int) -> bool:
+    """Whether the quote at ``quote`` opens an E'...' string (a lone E or e right before it)."""
+    return quote >= 1 and line[quote - 1] in b"eE" and (quote < 2 or line[quote - 2] not in _IDENTIFIER_BYTES)
