@@ -170,3 +170,21 @@ def test_copy_data_ends_only_at_a_backslash_dot_line_whatever_the_chunks(script,
 def test_sql_after_copy_data_is_checked_again():
     with pytest.raises(UnsafeScriptError, match="meta-command"):
         run(b"COPY t (a) FROM stdin;\n\\! data\n\\.\n\\! not data\n", chunk=3)
+
+
+@pytest.mark.parametrize(("value", "expected"), [(30, 30000), (0.5, 500), (None, None), (0, None)])
+def test_lock_timeout_setting_in_milliseconds(settings, value, expected):
+    from dbbackup.db.pgsession import lock_timeout_ms
+
+    settings.DBBACKUP_RESTORE_LOCK_TIMEOUT = value
+    assert lock_timeout_ms() == expected
+
+
+@pytest.mark.parametrize("value", [-1, "30", True])
+def test_a_bad_lock_timeout_is_a_configuration_error(settings, value):
+    from dbbackup.db.pgsession import lock_timeout_ms
+    from dbbackup.exceptions import DbbackupConfigurationError
+
+    settings.DBBACKUP_RESTORE_LOCK_TIMEOUT = value
+    with pytest.raises(DbbackupConfigurationError, match="DBBACKUP_RESTORE_LOCK_TIMEOUT"):
+        lock_timeout_ms()

@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import re
 
-from dbbackup.exceptions import CorruptBackupError, RestoreError
+from dbbackup.db import pgstatements
+from dbbackup.db.pgstatements import UnsafeScriptError
+from dbbackup.exceptions import CorruptBackupError
+
+__all__ = ["COMPLETION_MARKER", "ScriptGuard", "UnsafeScriptError"]
 
 #: The comment pg_dump and pg_restore write once the whole dump was written.
 COMPLETION_MARKER = b"-- PostgreSQL database dump complete"
-
-#: Client encodings whose multi-byte characters may contain ASCII quotes or backslashes.
-UNSAFE_ENCODINGS = frozenset({"SJIS", "SHIFT_JIS_2004", "BIG5", "GBK", "UHC", "GB18030", "JOHAB"})
 
 _RESTRICT_LINE = re.compile(rb"\\(?:un)?restrict[ \t]+[A-Za-z0-9]+[ \t]*\r?\n?")
 _META_NAME = re.compile(rb"\\([A-Za-z!?;:]*)")
@@ -54,14 +55,10 @@ _BORING = re.compile(rb"(?:[A-Za-z_\x80-\xff][A-Za-z0-9_$\x80-\xff]*|[^'\"$\\/\-
 _IDENTIFIER_BYTES = frozenset(
     b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_$"
 ) | frozenset(range(0x80, 0x100))
-_TRANSACTION_WORDS = {b"BEGIN", b"START", b"COMMIT", b"END", b"ROLLBACK", b"ABORT", b"PREPARE"}
+_TRANSACTION_WORDS = pgstatements.TRANSACTION_WORDS
 _SPECIAL_WORDS = _TRANSACTION_WORDS | {b"COPY", b"SET"}
 #: How much of a COPY data line is held before it is handed on (data lines can be huge).
 _COPY_FLUSH = 1024 * 1024
-
-
-class UnsafeScriptError(RestoreError):
-    """The script asks for something a restore must not do; nothing was restored."""
 
 
 class _Statement:
@@ -352,47 +349,11 @@ class ScriptGuard:
         first = tokens[0] if tokens else b""
         label = b" ".join(tokens[:2]) if tokens[1:2] and tokens[1] not in (b"'", b"?") else first
         if first in _TRANSACTION_WORDS and self.transaction:
-            self._held_actions.append(self._transaction_action(first, tokens, label))
+            self._held_actions.append(pgstatements.transaction_action(tokens, label, self.lines))
         elif first == b"COPY":
-            return self._copy_action(tokens)
+            return pgstatements.copy_reads_stdin(tokens, self.lines)
         elif first == b"SET":
             self._held_actions.append(self._set_action(tokens))
-        return False
-
-    def _transaction_action(self, first: bytes, tokens: list[bytes], label: bytes) -> tuple[str, bytes]:
-        rest = tokens[1:]
-        if first == b"PREPARE" and rest[:1] != [b"TRANSACTION"]:
-            return ("keep", b"")  # PREPARE name AS ...: a prepared statement
-        if first == b"ROLLBACK" and b"TO" in rest and b"PREPARED" not in rest:
-            return ("keep", b"")  # ROLLBACK TO SAVEPOINT stays inside the transaction
-        if first == b"START" and rest[:1] != [b"TRANSACTION"]:
-            return ("keep", b"")
-        chained = b"AND" in rest and b"CHAIN" in rest and b"NO" not in rest
-        if first in (b"ROLLBACK", b"ABORT", b"PREPARE") or b"PREPARED" in rest or chained:
-            raise UnsafeScriptError(
-                f"The SQL script ends or splits the restore's transaction with "
-                f"{label.decode(errors='replace')} (line {self.lines}), which pg_dump never writes; "
-                "nothing was restored."
-            )
-        return ("drop", label)
-
-    def _copy_action(self, tokens: list[bytes]) -> bool:
-        if b"PROGRAM" in tokens:
-            raise UnsafeScriptError(
-                f"The SQL script runs a program on the server with COPY ... PROGRAM (line {self.lines}); "
-                "nothing was restored."
-            )
-        for index, token in enumerate(tokens):
-            if token in (b"FROM", b"TO"):
-                target = tokens[index + 1 : index + 2]
-                if target == [b"STDIN"] and token == b"FROM":
-                    return True
-                if target == [b"STDOUT"] and token == b"TO":
-                    return False
-                raise UnsafeScriptError(
-                    f"The SQL script reads or writes a file on the server with COPY (line {self.lines}); "
-                    "nothing was restored."
-                )
         return False
 
     def _set_action(self, tokens: list[bytes]) -> tuple[str, bytes]:
@@ -405,14 +366,8 @@ class ScriptGuard:
             self._std_strings = not re.search(
                 rb"\b(OFF|FALSE|NO|0)\b", held.split(b"STANDARD_CONFORMING_STRINGS", 1)[1]
             )
-        if name == b"CLIENT_ENCODING" or name == b"NAMES":
-            encoding = re.findall(rb"'([A-Z0-9_]+)'|\b([A-Z0-9_]+)\s*;", held.split(name, 1)[1])
-            values = {part.decode() for found in encoding for part in found if part}
-            if values & UNSAFE_ENCODINGS:
-                raise UnsafeScriptError(
-                    f"The SQL script uses the client encoding {', '.join(sorted(values))}, which dbbackup "
-                    "cannot check safely; dump with --encoding=UTF8. Nothing was restored."
-                )
+        if name in (b"CLIENT_ENCODING", b"NAMES"):
+            pgstatements.check_encoding(held.split(name, 1)[1])
         return ("keep", b"")
 
 
