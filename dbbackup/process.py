@@ -256,19 +256,25 @@ def feed(command: Command, source: BinaryIO, chunk_size: int = CHUNK_SIZE) -> st
 
     The tool's stdin is closed only after ``source`` has ended cleanly. If reading ``source``
     raises (a checksum mismatch found at its end, say), the tool is killed before it sees the end
-    of its input and the exception propagates: a tool that commits on a clean end of input
-    (``psql --single-transaction``) therefore commits nothing.
+    of its input and the exception propagates: a tool that commits only what it was told to
+    commit therefore commits nothing.
+
+    When the tool stops reading early and exits with status 0, ``source`` is still read to its
+    end, so that every check made by ``read()`` (size, SHA-256) runs and can raise; when it
+    exits with another status, its error is raised without reading further.
 
     Raises :class:`CommandConnectorError` when the tool exits with a non-zero status.
     """
     proc = command.start(stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     stdout, stderr = _Tail(proc.stdout), _Tail(proc.stderr)
+    stopped_early = False
     try:
         while chunk := source.read(chunk_size):
             try:
                 proc.stdin.write(chunk)
             except BrokenPipeError:
-                break  # the tool stopped reading: its exit status says why
+                stopped_early = True  # the tool stopped reading: its exit status says why
+                break
     except BaseException:
         _kill(proc)
         _close_quietly(proc.stdin)
@@ -280,7 +286,101 @@ def feed(command: Command, source: BinaryIO, chunk_size: int = CHUNK_SIZE) -> st
     out, err = stdout.text(), stderr.text()
     if returncode != 0:
         raise command.error("The command failed", returncode, err or out)
+    if stopped_early:
+        drain(source, chunk_size)
     return out
+
+
+def drain(source: BinaryIO, chunk_size: int = CHUNK_SIZE) -> int:
+    """Read ``source`` to its end (so its end-of-stream checks run); return the bytes read."""
+    total = 0
+    while chunk := source.read(chunk_size):
+        total += len(chunk)
+    return total
+
+
+class ProcessFilter(_ReaderBase):
+    """A tool between two streams: ``source`` goes to its stdin, its stdout is this stream.
+
+    A thread feeds ``source`` to the tool. The end of this stream (``b""``) is reported only
+    once the tool has exited with status 0 **and** ``source`` was read to its end without
+    error; otherwise ``read()`` raises the tool's :class:`CommandConnectorError` or what
+    ``source`` raised. If ``source`` fails, the tool is killed before it sees the end of its
+    input. When the tool stops reading early, ``source`` is still read to its end, and
+    :attr:`unread` counts the bytes the tool never asked for (what still sat in the pipe is not
+    counted). Closing the stream before its end kills the tool.
+    """
+
+    def __init__(self, command: Command, source: BinaryIO, chunk_size: int = CHUNK_SIZE) -> None:
+        self.command = command
+        self.unread = 0
+        self._source = source
+        self._chunk_size = chunk_size
+        self._error: BaseException | None = None
+        self._stop = threading.Event()
+        self._finished = True  # until the tool has started: nothing to kill on close()
+        self._proc = command.start(stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self._stderr = _Tail(self._proc.stderr)
+        self._finished = False
+        self._thread = threading.Thread(target=self._feed, name="dbbackup-filter-feed", daemon=True)
+        self._thread.start()
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    def _feed(self) -> None:
+        writing = True
+        try:
+            while not self._stop.is_set() and (chunk := self._source.read(self._chunk_size)):
+                if writing:
+                    try:
+                        self._proc.stdin.write(chunk)
+                        continue
+                    except (BrokenPipeError, ValueError):
+                        writing = False
+                self.unread += len(chunk)
+        except BaseException as exc:  # the source failed: the tool must never see a clean end
+            self._error = exc
+            with contextlib.suppress(Exception):
+                _kill(self._proc)
+        finally:
+            _close_quietly(self._proc.stdin)
+
+    def _read(self, size: int) -> bytes:
+        if self._finished:
+            return b""
+        data = self._proc.stdout.read1(size) if size else b""
+        if data or not size:
+            return data
+        self._finish()
+        return b""
+
+    def _finish(self) -> None:
+        self._proc.stdout.close()
+        returncode = self._proc.wait(timeout=None)
+        stderr = self._stderr.text()
+        self._finished = True
+        self.command.finished()
+        if self._error is None and returncode == 0:
+            self._thread.join()  # the rest of the source: its checks must run
+        else:
+            self._stop.set()
+            self._thread.join(EXIT_TIMEOUT_SECONDS)
+        if self._error is not None:
+            raise self._error
+        if returncode != 0:
+            raise self.command.error("The command failed", returncode, stderr)
+
+    def close(self) -> None:
+        if not self.closed and not self._finished:
+            self._stop.set()
+            _kill(self._proc)
+            self._proc.stdout.close()
+            self._finished = True
+            self._thread.join(EXIT_TIMEOUT_SECONDS)
+            self.command.finished()
+        super().close()
 
 
 def run(command: Command, timeout: float = EXIT_TIMEOUT_SECONDS) -> str:

@@ -98,7 +98,9 @@ class DigestReader(WrappedReader):
     ``on_bytes(n)`` is called as bytes pass (a progress bar, say).
 
     With ``expected_sha256`` and/or ``expected_size``, the end of the stream raises
-    :class:`CorruptBackupError` instead of returning ``b""`` when they disagree.
+    :class:`CorruptBackupError` instead of returning ``b""`` when they disagree. :attr:`checked`
+    turns true only once the end was reached and agreed: a consumer that stopped reading early
+    has verified nothing.
     """
 
     def __init__(
@@ -117,6 +119,7 @@ class DigestReader(WrappedReader):
         self.expected_sha256 = expected_sha256
         self.expected_size = expected_size
         self.label = label
+        self.checked = False
 
     def _read(self, size: int) -> bytes:
         data = self.inner.read(size)
@@ -144,6 +147,7 @@ class DigestReader(WrappedReader):
                 f"{self.label} does not match the SHA-256 in its metadata: it was damaged or "
                 "changed after it was written."
             )
+        self.checked = True
 
 
 class PeekableReader(WrappedReader):

@@ -190,3 +190,55 @@ def test_pipe_input_too_large_for_the_pipe_buffer_is_refused_before_the_tool_run
     with pytest.raises(CommandConnectorError, match="does not fit in the pipe buffer"):
         process.run(tool)
     assert not marker.exists()
+
+
+# -- a tool that stops reading early: the source is still read to its end -----------------------
+
+STOPS_EARLY = "import sys\nsys.stdin.buffer.read(100)\nsys.stdout.write('done')"
+BIG = os.urandom(4 * 1024 * 1024)
+
+
+def test_feed_still_checks_the_source_when_the_tool_stops_reading_early():
+    source = DigestReader(io.BytesIO(BIG), expected_sha256="0" * 64, label="bad")
+    with pytest.raises(CorruptBackupError):
+        process.feed(command(STOPS_EARLY), source)
+
+
+def test_feed_reads_a_good_source_to_its_end_when_the_tool_stops_early():
+    import hashlib
+
+    source = DigestReader(io.BytesIO(BIG), expected_sha256=hashlib.sha256(BIG).hexdigest())
+    process.feed(command(STOPS_EARLY), source)
+    assert source.checked
+    assert source.size == len(BIG)
+
+
+def test_filter_streams_the_tool_output_and_counts_what_it_did_not_read():
+    code = "import sys\ndata = sys.stdin.buffer.read(100)\nsys.stdout.buffer.write(data[::-1])"
+    stream = process.ProcessFilter(command(code), io.BytesIO(BIG))
+    assert stream.read() == BIG[:100][::-1]
+    assert stream.unread > 0
+
+
+def test_filter_raises_the_source_error_at_its_end_even_after_the_tool_finished():
+    code = "import sys\nsys.stdin.buffer.read(100)"
+    stream = process.ProcessFilter(command(code), DigestReader(io.BytesIO(BIG), expected_sha256="0" * 64))
+    with pytest.raises(CorruptBackupError):
+        stream.read()
+
+
+def test_filter_kills_the_tool_before_end_of_input_when_the_source_fails(tmp_path):
+    marker = tmp_path / "committed"
+    code = f"import sys\nsys.stdin.buffer.read()\nopen({str(marker)!r}, 'w').write('x')"
+    stream = process.ProcessFilter(command(code), DigestReader(io.BytesIO(BIG), expected_sha256="0" * 64))
+    with pytest.raises(CorruptBackupError):
+        stream.read()
+    assert not marker.exists()
+
+
+def test_filter_reports_the_tool_failure():
+    stream = process.ProcessFilter(command("import sys\nsys.exit(3)"), io.BytesIO(BIG))
+    with pytest.raises(CommandConnectorError) as info:
+        stream.read()
+    assert info.value.returncode == 3
+    stream.close()

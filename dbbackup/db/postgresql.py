@@ -7,9 +7,14 @@
   in the target database before restoring.
 
 Connection parameters go in one libpq connection string, every value quoted, so no name can
-turn into an option; the password goes only in ``PGPASSWORD``. Restores run in a single
-transaction that commits only on a clean end of input: a failing tool, a damaged backup or a
-killed process leave the database as it was.
+turn into an option; the password goes only in ``PGPASSWORD``.
+
+Every restore is one ``psql`` session that dbbackup scripts itself (:mod:`.pgsession`): a
+custom archive is first turned into SQL by ``pg_restore -f -`` (no database connection), then
+plain and converted SQL alike go through :class:`~dbbackup.db.pgscript.ScriptGuard` into
+``BEGIN; ... COMMIT;``, where ``COMMIT`` is written only once the backup was read to its end and
+verified. A failing tool, a damaged backup or a killed process (dbbackup, psql or pg_restore)
+leave the database as it was; psql meta-commands in a backup never run.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import re
 from typing import Any, BinaryIO
 
 from dbbackup import process
+from dbbackup.db import pgsession
 from dbbackup.db.base import BaseCommandDBConnector
 from dbbackup.exceptions import DumpError
 
@@ -160,11 +166,35 @@ class PgDumpConnector(BaseCommandDBConnector):
 
     def restore_argv(self) -> list[str]:
         # A plain dump holds what SCHEMAS and DROP chose when it was made; psql replays it.
-        argv = [self.restore_cmd, f"--dbname={self.conninfo()}", *self._password_flags()]
-        argv += ["--set=ON_ERROR_STOP=1", "--quiet", "--no-psqlrc"]
-        if self.single_transaction:
-            argv.append("--single-transaction")
-        return argv
+        # No --single-transaction: psql would COMMIT at the end of its input, whoever closed it;
+        # dbbackup writes BEGIN and COMMIT itself (see pgsession).
+        return self.session_argv(self.restore_cmd)
+
+    def session_argv(self, psql: str) -> list[str]:
+        """The ``psql`` that runs the restore script (reading it from stdin)."""
+        argv = [psql, f"--dbname={self.conninfo()}", *self._password_flags()]
+        return [*argv, "--set=ON_ERROR_STOP=1", "--quiet", "--no-psqlrc"]
+
+    def session_tool(self) -> tuple[str, str]:
+        """``(setting, executable)`` of the psql that runs the restore session."""
+        return "RESTORE_CMD", self.restore_cmd
+
+    def session_command(self) -> process.Command:
+        """The ``psql`` session of a restore (for plain dumps: ``RESTORE_CMD``)."""
+        return self.restore_command()
+
+    def session_version_command(self) -> process.Command:
+        """``<session psql> --version``, run with the restore's prefix and environment."""
+        setting, tool = self.session_tool()
+        return self._command(setting, self.restore_prefix, [tool, "--version"], "", self.restore_env)
+
+    def psql_command(self, *args: str) -> process.Command:
+        """A short ``psql`` run on the target database (version check, lock report)."""
+        argv = [*self.session_argv(self.psql_cmd), *args]
+        return self._command("PSQL_CMD", self.restore_prefix, argv, "", self.restore_env)
+
+    def _restore_dump(self, dump: BinaryIO) -> None:
+        pgsession.restore(self, dump)
 
 
 class PgDumpGisConnector(PgDumpConnector):
@@ -223,14 +253,28 @@ class PgDumpBinaryConnector(PgDumpConnector):
         return flags
 
     def restore_argv(self) -> list[str]:
-        argv = [self.restore_cmd, *_option_list(self.pg_options)]
-        argv += [f"--dbname={self.conninfo()}", *self._password_flags(), "--exit-on-error"]
-        if self.single_transaction:
-            argv.append("--single-transaction")
+        # pg_restore only turns the archive into SQL (--file=-, no connection): the SQL runs in
+        # dbbackup's own psql session, which commits only once the archive was verified.
+        argv = [self.restore_cmd, *_option_list(self.pg_options), "--file=-", "--exit-on-error"]
         if self.drop:
             argv += ["--clean", "--if-exists"] if self.if_exists else ["--clean"]
         argv += [f"--schema={schema}" for schema in self.schemas]
         return argv
+
+    def session_tool(self) -> tuple[str, str]:
+        return "PSQL_CMD", self.psql_cmd
+
+    def session_command(self) -> process.Command:
+        return self._command(
+            "PSQL_CMD", self.restore_prefix, self.session_argv(self.psql_cmd), "", self.restore_env
+        )
+
+    def _restore_dump(self, dump: BinaryIO) -> None:
+        archive_sql = process.ProcessFilter(self.restore_command(), dump)
+        try:
+            pgsession.restore(self, archive_sql, archive=archive_sql)
+        finally:
+            archive_sql.close()
 
 
 def _option_list(value: str | list[str] | None) -> list[str]:

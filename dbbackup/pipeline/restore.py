@@ -312,14 +312,15 @@ def verify_backup(plan: RestorePlan) -> RestoreResult:
 
 
 def _result(plan: RestorePlan, digest: DigestReader, restored: bool = True) -> RestoreResult:
+    verified = digest.checked and digest.expected_sha256 is not None  # the whole stream matched
     return RestoreResult(
         database=plan.database,
         filename=plan.filename,
         connector=plan.connector.path(),
         size=digest.size,
         sha256=digest.sha256,
-        verified=digest.expected_sha256 is not None,
-        checked=describe_check(plan, digest.expected_sha256 is not None, restored=restored),
+        verified=verified,
+        checked=describe_check(plan, verified, restored=restored),
     )
 
 
