@@ -2,7 +2,9 @@
 
 Commands are thin: they parse options, call :mod:`dbbackup.pipeline` and report. Any
 :class:`~dbbackup.exceptions.DbbackupError` or configuration error becomes a one-line
-``CommandError`` here, so users see a message, never a traceback (``--traceback`` shows one).
+``CommandError`` here on the command line, so users see a message, never a traceback
+(``--traceback`` shows one). Through ``call_command`` the exception itself propagates: every
+dbbackup exception is a ``CommandError`` subclass, so callers catch it either way.
 Progress goes to stderr, as django-dbbackup does, so stdout stays clean for ``listbackups``.
 """
 
@@ -20,7 +22,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from dbbackup import notify
 from dbbackup.display import ProgressBar
-from dbbackup.exceptions import DbbackupError
+from dbbackup.exceptions import DbbackupConfigurationError, DbbackupError
 
 logger = logging.getLogger("dbbackup.command")
 
@@ -59,6 +61,8 @@ class BaseDbBackupCommand(BaseCommand):
                 if options.get("traceback"):
                     raise
                 logger.error("%s failed: %s", self.command_name(), exc)
+                if isinstance(exc, CommandError) and not getattr(self, "_called_from_command_line", False):
+                    raise  # call_command callers get the very class (a CommandError subclass)
                 raise CommandError(str(exc)) from exc
             except OSError as exc:  # a storage or the network failed: say so, in one line
                 if options.get("traceback"):
@@ -81,7 +85,8 @@ class BaseDbBackupCommand(BaseCommand):
         try:
             return super().execute(*args, **options)
         except Exception as exc:
-            if self.mail_on_failure and not isinstance(exc, CommandError):
+            ours = isinstance(exc, (DbbackupError, DbbackupConfigurationError))
+            if self.mail_on_failure and (ours or not isinstance(exc, CommandError)):
                 notify.mail_failure(self.command_name(), exc, [options.get("passphrase") or ""])
             raise
 
