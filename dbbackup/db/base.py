@@ -343,70 +343,14 @@ class BaseCommandDBConnector(BaseDBConnector):
     def run_command(
         self, command: str, stdin: Any = None, env: Mapping[str, str] | None = None
     ) -> tuple[BinaryIO, BinaryIO]:
-        """Run one tool to completion and return ``(stdout, stderr)`` as files, as django-dbbackup does.
+        """Run one tool to completion; return ``(stdout, stderr)`` as files rewound to 0.
 
-        For custom connectors written for django-dbbackup, whose ``_create_dump`` returns the
-        ``stdout`` of ``run_command(...)`` and whose ``_restore_dump`` calls
-        ``run_command(..., stdin=dump)``. Contract:
-
-        * ``command`` is a string split like a shell splits words (:func:`shlex.split`); no
-          shell runs, so pipes and redirections are not available;
-        * the environment is the parent process's (when ``use_parent_env``), then ``ENV``, then
-          ``env``, later layers winning;
-        * ``stdin`` is a Django ``File`` (opened ``"rb"``), a binary file object (read from its
-          current position to its end), bytes, or ``None`` (no input);
-        * both outputs are written by the tool into private temporary files in
-          ``DBBACKUP_TMP_DIR`` (deleted when closed), returned rewound to position 0; the caller
-          closes them;
-        * a non-zero exit raises :class:`CommandConnectorError` ("Error running: <command> ...")
-          with the tail of stderr; a tool that is not found raises it too. The connector's
-          secrets (``connection_env()`` values, the database ``PASSWORD`` and per-call variables
-          whose names mention a password, secret or token) are cut out of the message and the
-          debug log.
+        django-dbbackup's helper for custom connectors; see :mod:`dbbackup.db.commandline`
+        for the contract (no shell, environment layers, temporary files, redacted errors).
         """
-        import io
+        from dbbackup.db import commandline
 
-        from django.core.files import File
-
-        argv = shlex.split(command)
-        if not argv:
-            raise DbbackupConfigurationError(f"{self.path()}.run_command() was given an empty command.")
-        secret_values = [*self.secrets(), str(self.settings.get("PASSWORD") or "")]
-        for layer in (self.env, env or {}):
-            secret_values += [
-                str(value)
-                for key, value in layer.items()
-                if value and any(word in str(key).upper() for word in ("PASS", "SECRET", "TOKEN", "KEY"))
-            ]
-        where = f"DBBACKUP_CONNECTORS[{self.database_name!r}]"
-        hint = f"{self.install_hint} Or set DUMP_CMD/RESTORE_CMD in {where}."
-        tool = process.Command(
-            argv=argv,
-            env=process.build_env(self.env, env, inherit=self.use_parent_env),
-            secrets=tuple(value for value in secret_values if value),
-            missing_hint=hint.strip(),
-        )
-        logger.debug("Running %s", tool.describe())
-        if isinstance(stdin, File):
-            stdin = stdin.open("rb")
-        elif isinstance(stdin, bytes | bytearray | memoryview):
-            stdin = io.BytesIO(bytes(stdin))
-        # Returned open to the caller, who closes them: no context manager here.
-        stdout = tempfile.TemporaryFile(prefix=".dbbackup-out-", dir=settings.TMP_DIR)  # noqa: SIM115
-        stderr = tempfile.TemporaryFile(prefix=".dbbackup-err-", dir=settings.TMP_DIR)  # noqa: SIM115
-        try:
-            returncode = process.run_to_files(tool, stdin, stdout, stderr)
-            if returncode != 0:
-                stderr.seek(max(0, stderr.seek(0, os.SEEK_END) - process.STDERR_TAIL_BYTES))
-                tail = stderr.read().decode("utf-8", errors="replace").strip()
-                raise tool.error("Error running", returncode, tail)
-        except BaseException:
-            stdout.close()
-            stderr.close()
-            raise
-        stdout.seek(0)
-        stderr.seek(0)
-        return stdout, stderr
+        return commandline.run_command(self, command, stdin=stdin, env=env)
 
 
 def _private_file(content: str) -> str:
