@@ -54,20 +54,21 @@ class BaseDbBackupCommand(BaseCommand):
         self.quiet = options.get("quiet", False)
         self.verbosity = options.get("verbosity", 1)
         self.interactive = options.get("interactive", True)
+        self._failure_mailed = False
         with self._warnings_on_stderr():
             try:
                 return self._execute_and_report(*args, **options)
             except (DbbackupError, ImproperlyConfigured) as exc:
                 if options.get("traceback"):
                     raise
-                logger.error("%s failed: %s", self.command_name(), exc)
+                logger.error("%s failed: %s", self.command_name(), exc, extra=self._mailed())
                 if isinstance(exc, CommandError) and not getattr(self, "_called_from_command_line", False):
                     raise  # call_command callers get the very class (a CommandError subclass)
                 raise CommandError(str(exc)) from exc
             except OSError as exc:  # a storage or the network failed: say so, in one line
                 if options.get("traceback"):
                     raise
-                logger.error("%s failed: %s", self.command_name(), exc)
+                logger.error("%s failed: %s", self.command_name(), exc, extra=self._mailed())
                 raise CommandError(f"{type(exc).__name__}: {exc}") from exc
             except KeyboardInterrupt:
                 # Ctrl-C on the command line: what happened, in one line, and the shell's 130.
@@ -87,8 +88,14 @@ class BaseDbBackupCommand(BaseCommand):
         except Exception as exc:
             ours = isinstance(exc, (DbbackupError, DbbackupConfigurationError))
             if self.mail_on_failure and (ours or not isinstance(exc, CommandError)):
-                notify.mail_failure(self.command_name(), exc, [options.get("passphrase") or ""])
+                self._failure_mailed = notify.mail_failure(
+                    self.command_name(), exc, [options.get("passphrase") or ""]
+                )
             raise
+
+    def _mailed(self) -> dict[str, bool]:
+        """Log-record extra saying whether the failure was e-mailed already (see dbbackup.log)."""
+        return {notify.MAILED: getattr(self, "_failure_mailed", False)}
 
     @contextlib.contextmanager
     def _warnings_on_stderr(self) -> Iterator[None]:
