@@ -14,7 +14,7 @@ from django.core.management.base import CommandError
 from dbbackup.db.base import BaseCommandDBConnector
 from dbbackup.db.exceptions import CommandConnectorError, ConnectorError
 from dbbackup.storage import StorageError
-from dbbackup.utils import DecryptionError
+from dbbackup.utils import DecryptionError, EncryptionError
 from tests.faults.support import child_settings, run_command
 from tests.helpers import add_known_data
 
@@ -59,6 +59,11 @@ def encrypted_backup(backup_dir, settings, keyring):
     call("dbbackup", "-d", "default", "-e")
 
 
+def unknown_recipient(backup_dir, settings, keyring):
+    settings.DBBACKUP_GPG_HOME = str(keyring)
+    settings.DBBACKUP_GPG_RECIPIENT = "nobody@example.com"
+
+
 def rejecting_validator(metadata):
     return False
 
@@ -77,6 +82,7 @@ CASES = [
     ("dump tool fails", broken_connector, "dbbackup -d default", CommandConnectorError),
     ("restore tool missing", an_unrestorable_backup, "dbrestore -d default -i b.dump", CommandConnectorError),
     ("wrong passphrase", encrypted_backup, "dbrestore -d default -c -p wrong", DecryptionError),
+    ("encryption fails", unknown_recipient, "dbbackup -d default -e", EncryptionError),
     ("unknown database", None, "dbrestore -d nope", CommandError),
     ("metadata validator says no", with_validator, "dbrestore -d default", CommandError),
 ]
@@ -87,7 +93,7 @@ def test_call_command_raises_upstreams_class_and_a_command_error(
     failure, setup, line, upstream_class, backup_dir, settings, request
 ):
     add_known_data()
-    if setup is encrypted_backup:
+    if setup in (encrypted_backup, unknown_recipient):
         setup(backup_dir, settings, request.getfixturevalue("keyring"))
     elif setup is not None:
         setup(settings=settings, backup_dir=backup_dir)
