@@ -20,7 +20,8 @@
     DbbackupConfigurationError        a setting is wrong (an ``ImproperlyConfigured`` and a
                                       ``CommandError``, on purpose outside DbbackupError so that
                                       nothing swallows it)
-    └── DbbackupImproperlyInstalled   an optional dependency is missing (also an ``ImportError``)
+    ├── DbbackupImproperlyInstalled   an optional dependency is missing (also an ``ImportError``)
+    └── UnknownDatabaseError          no such alias in DATABASES (also ``ConnectionDoesNotExist``)
 
 The names django-dbbackup users import keep working: ``dbbackup.db.exceptions`` re-exports the
 connector errors, ``dbbackup.storage.StorageError`` and ``dbbackup.utils.EncryptionError`` /
@@ -35,6 +36,7 @@ from collections.abc import Sequence
 
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import CommandError
+from django.utils.connection import ConnectionDoesNotExist
 
 
 class DbbackupError(CommandError):
@@ -138,3 +140,8 @@ class DbbackupImproperlyInstalled(DbbackupConfigurationError, ImportError):
         )
         self.missing_package = missing_package
         self.extra = extra
+
+
+class UnknownDatabaseError(DbbackupConfigurationError, ConnectionDoesNotExist):
+    """The database alias is not in ``DATABASES`` (also Django's ``ConnectionDoesNotExist``,
+    which django-dbbackup let through)."""

@@ -10,6 +10,7 @@ import sys
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.utils.connection import ConnectionDoesNotExist
 
 from dbbackup.db.base import BaseCommandDBConnector
 from dbbackup.db.exceptions import CommandConnectorError, ConnectorError
@@ -84,6 +85,7 @@ CASES = [
     ("wrong passphrase", encrypted_backup, "dbrestore -d default -c -p wrong", DecryptionError),
     ("encryption fails", unknown_recipient, "dbbackup -d default -e", EncryptionError),
     ("unknown database", None, "dbrestore -d nope", CommandError),
+    ("dbbackup of an unknown database", None, "dbbackup -d nope", ConnectionDoesNotExist),
     ("metadata validator says no", with_validator, "dbrestore -d default", CommandError),
 ]
 

@@ -98,8 +98,10 @@ def connector_options(database_name: str) -> dict[str, Any]:
 def check_alias(database_name: str) -> None:
     """Raise a configuration error naming the known aliases when ``database_name`` is unknown."""
     if database_name not in connections.settings:
+        from dbbackup.exceptions import UnknownDatabaseError
+
         known = ", ".join(connections.settings) or "none"
-        raise DbbackupConfigurationError(
+        raise UnknownDatabaseError(
             f"There is no database {database_name!r} in DATABASES (known aliases: {known})."
         )
 
