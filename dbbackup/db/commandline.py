@@ -9,7 +9,11 @@ from their ``_create_dump`` (returning the ``stdout`` it gives back) and ``_rest
 * the environment is the parent process's (when ``use_parent_env``), then the connector's
   ``ENV``, then the call's ``env``, later layers winning;
 * ``stdin`` is a Django ``File`` (opened ``"rb"``), a binary file object (read from its current
-  position to its end), bytes, or ``None`` (the tool reads nothing);
+  position to its end), bytes, or ``None`` (the tool reads nothing). It is read to its end into
+  a private temporary file in ``DBBACKUP_TMP_DIR`` *before* the tool starts, so every check of
+  the stages before it (checksum, decryption, decompression) has passed by then: a connector
+  written for django-dbbackup, whose tool may commit as it reads (``sqlite3``, ``mysql``),
+  never sees a damaged backup;
 * the tool writes both outputs straight into private temporary files in
   ``DBBACKUP_TMP_DIR`` (already unlinked, so they vanish when closed), returned rewound to 0;
   the caller closes them;
@@ -29,6 +33,7 @@ import io
 import logging
 import os
 import shlex
+import shutil
 import tempfile
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -37,6 +42,7 @@ from django.core.files import File
 
 from dbbackup import process, settings
 from dbbackup.exceptions import DbbackupConfigurationError
+from dbbackup.streams import CHUNK_SIZE
 
 if TYPE_CHECKING:
     from dbbackup.db.base import BaseCommandDBConnector
@@ -67,6 +73,23 @@ def _input(stdin: Any) -> BinaryIO | None:
     return stdin
 
 
+def _verified_copy(source: BinaryIO | None) -> BinaryIO | None:
+    """``source`` read to its end into a private temporary file, rewound; ``None`` stays ``None``.
+
+    Reading to the end is what makes the stages before raise if the backup is damaged.
+    """
+    if source is None:
+        return None
+    copy = tempfile.TemporaryFile(prefix=".dbbackup-in-", dir=settings.TMP_DIR)  # noqa: SIM115
+    try:
+        shutil.copyfileobj(source, copy, CHUNK_SIZE)
+        copy.seek(0)
+    except BaseException:
+        copy.close()
+        raise
+    return copy
+
+
 def run_command(
     connector: BaseCommandDBConnector,
     command: str,
@@ -85,7 +108,7 @@ def run_command(
         missing_hint=f"{connector.install_hint} Or set DUMP_CMD/RESTORE_CMD in {where}.".strip(),
     )
     logger.debug("Running %s", tool.describe())
-    source = _input(stdin)
+    source = _verified_copy(_input(stdin))
     # Returned open to the caller, who closes them: no context manager here.
     stdout = tempfile.TemporaryFile(prefix=".dbbackup-out-", dir=settings.TMP_DIR)  # noqa: SIM115
     stderr = tempfile.TemporaryFile(prefix=".dbbackup-err-", dir=settings.TMP_DIR)  # noqa: SIM115
@@ -99,6 +122,9 @@ def run_command(
         stdout.close()
         stderr.close()
         raise
+    finally:
+        if source is not None:
+            source.close()
     stdout.seek(0)
     stderr.seek(0)
     return stdout, stderr
