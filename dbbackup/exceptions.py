@@ -2,8 +2,7 @@
 
 ::
 
-    CommandError (Django)
-    DbbackupError                     anything dbbackup raises on purpose (a CommandError)
+        DbbackupError                     anything dbbackup raises on purpose (a Django CommandError)
     ├── ConnectorError                a database connector failed
     │   ├── DumpError                 ... while dumping
     │   ├── RestoreError              ... while restoring
