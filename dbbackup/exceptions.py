@@ -2,7 +2,7 @@
 
 ::
 
-        DbbackupError                     anything dbbackup raises on purpose (a Django CommandError)
+    DbbackupError                     anything dbbackup raises on purpose (a Django CommandError)
     ├── ConnectorError                a database connector failed
     │   ├── DumpError                 ... while dumping
     │   ├── RestoreError              ... while restoring
