@@ -26,6 +26,31 @@ def human_size(size: int | float | None) -> str:
     raise AssertionError("unreachable")
 
 
+#: Binary units from the largest down, as django-dbbackup's ``bytes_to_str`` picks them.
+_UNITS_DOWN = (
+    ("PiB", 1024**5),
+    ("TiB", 1024**4),
+    ("GiB", 1024**3),
+    ("MiB", 1024**2),
+    ("KiB", 1024),
+    ("B", 1),
+)
+
+
+def size_in_unit(size: int | float, decimals: int = 1) -> str:
+    """``size`` bytes in the largest binary unit it reaches, rounded to ``decimals``.
+
+    The exact text of django-dbbackup's ``bytes_to_str``: Python's ``round()`` printed as is
+    (``112.3 KiB``, ``2.0 GiB``, ``1.01 B``), a whole number with ``decimals=0`` (``1 B``),
+    and the value unchanged below one byte (``0 B``).
+    """
+    for unit, factor in _UNITS_DOWN:
+        if size >= factor:
+            value = round(size / factor, decimals)
+            return f"{int(value) if decimals == 0 else value} {unit}"
+    return f"{size} B"
+
+
 def elapsed_text(seconds: float) -> str:
     """``mm:ss``, or ``h:mm:ss`` from an hour on."""
     minutes, secs = divmod(int(seconds), 60)

@@ -2,22 +2,25 @@
 
 ::
 
-    DbbackupError                     anything dbbackup raises on purpose
+    DbbackupError                     anything dbbackup raises on purpose (a Django CommandError)
     ├── ConnectorError                a database connector failed
     │   ├── DumpError                 ... while dumping
     │   ├── RestoreError              ... while restoring
     │   └── CommandConnectorError     ... because an external tool failed or is missing
     ├── StorageError                  the backup storage failed, or holds no such backup
-    │   └── BackupNotFoundError       ... no backup matches what was asked for
+    │   └── BackupNotFoundError       ... no backup matches what was asked for (also a
+    │                                 FileNotFoundError)
     ├── EncryptionError               GPG could not encrypt
     ├── DecryptionError               GPG could not decrypt (wrong key, wrong passphrase, ...)
     ├── CorruptBackupError            the backup is damaged: bad checksum, truncated, not its format
     ├── MetadataError                 the ``.metadata`` sidecar refuses this restore
     └── SignalReceiverError           a ``pre_*`` receiver vetoed, or a ``post_*`` receiver failed
 
-    DbbackupConfigurationError        a setting is wrong (an ``ImproperlyConfigured``, on purpose
-                                      outside DbbackupError so that nothing swallows it)
-    └── DbbackupImproperlyInstalled   an optional dependency is missing (also an ``ImportError``)
+    DbbackupConfigurationError        a setting is wrong (an ``ImproperlyConfigured`` and a
+                                      ``CommandError``, on purpose outside DbbackupError so that
+                                      nothing swallows it)
+    ├── DbbackupImproperlyInstalled   an optional dependency is missing (also an ``ImportError``)
+    └── UnknownDatabaseError          no such alias in DATABASES (also ``ConnectionDoesNotExist``)
 
 The names django-dbbackup users import keep working: ``dbbackup.db.exceptions`` re-exports the
 connector errors, ``dbbackup.storage.StorageError`` and ``dbbackup.utils.EncryptionError`` /
@@ -31,12 +34,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from django.core.exceptions import ImproperlyConfigured
+from django.core.management.base import CommandError
+from django.utils.connection import ConnectionDoesNotExist
 
 
-class DbbackupError(Exception):
+class DbbackupError(CommandError):
     """Root of every error dbbackup raises on purpose.
 
-    The management commands turn any of these into a one-line ``CommandError``.
+    It is a Django ``CommandError``, so code that calls the commands with ``call_command`` and
+    catches ``CommandError`` catches every dbbackup failure, while code that catches the class
+    django-dbbackup raised (``CommandConnectorError``, ``FileNotFoundError``, ...) still does.
+    On the command line the commands print it as one line (``CommandError: <message>``).
     """
 
 
@@ -55,8 +63,10 @@ class RestoreError(ConnectorError):
 class CommandConnectorError(ConnectorError):
     """An external tool (pg_dump, mysql, ...) is missing or failed.
 
-    ``argv`` is the command with secrets redacted, ``returncode`` the exit status (``None`` when
-    the tool never ran) and ``stderr_tail`` the last lines it wrote to stderr.
+    ``argv`` is the command with secrets redacted, ``exit_status`` the tool's exit status
+    (``None`` when the tool never ran) and ``stderr_tail`` the last lines it wrote to stderr.
+    ``returncode`` stays the ``CommandError`` exit code of ``manage.py`` (1): a tool that was
+    killed or exited 0 must never turn into a successful command.
     """
 
     def __init__(
@@ -69,7 +79,7 @@ class CommandConnectorError(ConnectorError):
     ) -> None:
         super().__init__(message)
         self.argv = list(argv)
-        self.returncode = returncode
+        self.exit_status = returncode
         self.stderr_tail = stderr_tail
 
 
@@ -77,8 +87,12 @@ class StorageError(DbbackupError):
     """The backup storage failed."""
 
 
-class BackupNotFoundError(StorageError):
-    """No backup matches the request."""
+class BackupNotFoundError(StorageError, FileNotFoundError):
+    """No backup matches the request, or the named backup file does not exist.
+
+    Also a ``FileNotFoundError``, which is what django-dbbackup let through when a named file
+    was missing (``-i``/``-I``).
+    """
 
 
 class EncryptionError(DbbackupError):
@@ -109,8 +123,11 @@ class SignalReceiverError(DbbackupError):
         self.signal_name = signal_name
 
 
-class DbbackupConfigurationError(ImproperlyConfigured):
-    """A dbbackup setting is missing or wrong; the message names the setting."""
+class DbbackupConfigurationError(ImproperlyConfigured, CommandError):
+    """A dbbackup setting is missing or wrong; the message names the setting.
+
+    Also a ``CommandError``, so ``call_command`` callers catching that catch it too.
+    """
 
 
 class DbbackupImproperlyInstalled(DbbackupConfigurationError, ImportError):
@@ -122,3 +139,8 @@ class DbbackupImproperlyInstalled(DbbackupConfigurationError, ImportError):
         )
         self.missing_package = missing_package
         self.extra = extra
+
+
+class UnknownDatabaseError(DbbackupConfigurationError, ConnectionDoesNotExist):
+    """The database alias is not in ``DATABASES`` (also Django's ``ConnectionDoesNotExist``,
+    which django-dbbackup let through)."""

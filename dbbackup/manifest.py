@@ -58,21 +58,7 @@ def base_metadata(engine: str, connector_path: str) -> dict[str, Any]:
     than its extra metadata.
     """
     metadata: dict[str, Any] = {"engine": engine, "connector": connector_path}
-    setter = settings.callable_setting("BACKUP_METADATA_SETTER")
-    if setter is None:
-        return metadata
-    try:
-        extra = setter(copy.deepcopy(metadata))
-    except Exception:
-        logger.exception("DBBACKUP_BACKUP_METADATA_SETTER raised; the backup goes on without its keys")
-        return metadata
-    if extra is None:
-        return metadata
-    if not isinstance(extra, Mapping):
-        raise DbbackupConfigurationError(
-            f"DBBACKUP_BACKUP_METADATA_SETTER must return a dict or None, not {type(extra).__name__}."
-        )
-    metadata.update(extra)
+    metadata.update(user_metadata(metadata))
     try:
         json.dumps(metadata)
     except (TypeError, ValueError) as exc:
@@ -80,6 +66,30 @@ def base_metadata(engine: str, connector_path: str) -> dict[str, Any]:
             f"DBBACKUP_BACKUP_METADATA_SETTER returned values that are not JSON: {exc}"
         ) from exc
     return metadata
+
+
+def user_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """The keys ``DBBACKUP_BACKUP_METADATA_SETTER`` adds for a backup described by ``metadata``.
+
+    The setter gets a deep copy; ``{}`` when there is no setter, when it returns ``None``, or
+    when it raises (logged: a backup is worth more than its extra metadata). A return value
+    that is not a dict is a configuration error.
+    """
+    setter = settings.callable_setting("BACKUP_METADATA_SETTER")
+    if setter is None:
+        return {}
+    try:
+        extra = setter(copy.deepcopy(dict(metadata)))
+    except Exception:
+        logger.exception("DBBACKUP_BACKUP_METADATA_SETTER raised; the backup goes on without its keys")
+        return {}
+    if extra is None:
+        return {}
+    if not isinstance(extra, Mapping):
+        raise DbbackupConfigurationError(
+            f"DBBACKUP_BACKUP_METADATA_SETTER must return a dict or None, not {type(extra).__name__}."
+        )
+    return dict(extra)
 
 
 def complete(
@@ -285,17 +295,27 @@ def check_restorable(metadata: Mapping[str, Any] | None, target_engine: str, fil
             f"{filename} is a backup of a {engine} database and cannot be restored into "
             f"{target_engine}; restore it into a database of the same engine."
         )
+    if user_verdict(metadata, filename) is False:
+        raise MetadataError(f"DBBACKUP_RESTORE_METADATA_VALIDATOR refused {filename}.")
+
+
+def user_verdict(metadata: Mapping[str, Any], filename: str = "the backup") -> bool | None:
+    """What ``DBBACKUP_RESTORE_METADATA_VALIDATOR`` says of ``metadata`` (given a deep copy).
+
+    ``True`` when there is no validator; otherwise its answer, ``True``, ``False`` or ``None``
+    (no opinion). A validator that raises refuses: :class:`MetadataError` carries its message.
+    Any other answer is a configuration error.
+    """
     validator = settings.callable_setting("RESTORE_METADATA_VALIDATOR")
     if validator is None:
-        return
+        return True
     try:
         verdict = validator(copy.deepcopy(dict(metadata)))
     except Exception as exc:
         raise MetadataError(f"DBBACKUP_RESTORE_METADATA_VALIDATOR refused {filename}: {exc}") from exc
-    if verdict is False:
-        raise MetadataError(f"DBBACKUP_RESTORE_METADATA_VALIDATOR refused {filename}.")
-    if verdict not in (True, None):
+    if verdict is not False and verdict not in (True, None):
         raise DbbackupConfigurationError(
             "DBBACKUP_RESTORE_METADATA_VALIDATOR must return True, False or None, "
             f"not {type(verdict).__name__}."
         )
+    return verdict

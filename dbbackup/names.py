@@ -338,3 +338,11 @@ def template_has_folders(content_type: str) -> bool:
     """Whether names of this content type may contain ``/`` (so storage must be walked)."""
     pattern = _pattern_for(_template(content_type), date_format(), content_type, None, None)
     return pattern is None or pattern.has_folders
+
+
+def timestamp(value: datetime) -> str:
+    """``value`` written with ``DBBACKUP_DATE_FORMAT``: aware times in Django's ``TIME_ZONE``
+    first, naive ones as they are (django-dbbackup's ``utils.timestamp``)."""
+    if timezone.is_aware(value):
+        value = timezone.localtime(value)
+    return value.strftime(settings.DATE_FORMAT)

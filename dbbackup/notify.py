@@ -9,19 +9,26 @@ and the body before anything is sent.
 
 from __future__ import annotations
 
+import functools
 import logging
 import traceback
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timezone
+from typing import Any, TypeVar
 
 from django.conf import settings as django_settings
-from django.core.mail import EmailMessage
+from django.core.mail import EmailMessage, EmailMultiAlternatives
 
 from dbbackup import settings
 from dbbackup.process import redact
 
 logger = logging.getLogger("dbbackup")
 SECRET_KEYS = ("PASSWORD", "ADMIN_PASSWORD")
+#: Set on a log record whose failure was already e-mailed here, so that a
+#: :class:`dbbackup.log.DbbackupAdminEmailHandler` in the project's LOGGING does not mail it again.
+MAILED = "dbbackup_mailed"
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def configured_secrets() -> list[str]:
@@ -98,3 +105,59 @@ def _mail_failure(command: str, error: BaseException, extra_secrets: Iterable[st
     )
     EmailMessage(subject, body, from_email=settings.SERVER_EMAIL, to=to).send()
     return True
+
+
+def mail_admins(
+    subject: str,
+    message: str,
+    fail_silently: bool = False,
+    connection: Any = None,
+    html_message: str | None = None,
+) -> None:
+    """E-mail the admins as django-dbbackup's ``utils.mail_admins`` does, secrets cut out.
+
+    The subject gets ``DBBACKUP_EMAIL_SUBJECT_PREFIX``, the sender is ``DBBACKUP_SERVER_EMAIL``
+    and the recipients are :func:`recipients`; with none, nothing is sent. ``html_message``
+    becomes a ``text/html`` alternative. ``DBBACKUP_SEND_EMAIL`` is not consulted here (the
+    logging filter and the commands consult it), as in django-dbbackup.
+    """
+    to = recipients()
+    if not to:
+        return
+    secrets = configured_secrets()
+    mail = EmailMultiAlternatives(
+        redact(f"{settings.EMAIL_SUBJECT_PREFIX}{subject}", secrets),
+        redact(message, secrets),
+        settings.SERVER_EMAIL,
+        to,
+        connection=connection,
+    )
+    if html_message:
+        mail.attach_alternative(redact(html_message, secrets), "text/html")
+    mail.send(fail_silently=fail_silently)
+
+
+def mail_uncaught_exceptions(func: F) -> F:
+    """Decorate ``func`` so that an exception it raises is e-mailed to the admins, then re-raised.
+
+    django-dbbackup's ``utils.email_uncaught_exception``: the failure is logged at ERROR on the
+    ``dbbackup`` logger with its traceback as text (no frame variables, which could hold
+    secrets), mailed with :func:`mail_failure` (which honours ``DBBACKUP_SEND_EMAIL``), and the
+    default database connection is closed whatever happens. ``func``'s return value is passed on.
+    """
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from django.db import connection
+
+        try:
+            return func(*args, **kwargs)
+        except Exception as exc:
+            sent = mail_failure(getattr(func, "__qualname__", "a function"), exc)
+            details = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            logger.error("%s: %s\n%s", type(exc).__name__, exc, details, extra={MAILED: sent})
+            raise
+        finally:
+            connection.close()
+
+    return wrapper  # type: ignore[return-value]

@@ -409,3 +409,42 @@ def build_env(*layers: Mapping[str, str] | None, inherit: bool = True) -> dict[s
         if layer:
             env.update({str(key): str(value) for key, value in layer.items()})
     return env
+
+
+def run_to_files(
+    command: Command,
+    stdin: BinaryIO | None,
+    stdout: BinaryIO,
+    stderr: BinaryIO,
+    chunk_size: int = CHUNK_SIZE,
+) -> int:
+    """Run ``command`` to completion with its output written straight into two open files.
+
+    ``stdout`` and ``stderr`` must be real files (they need a ``fileno()``); the tool writes to
+    them directly, so neither output is held in memory. ``stdin``, when given, is read to its
+    end in chunks and streamed to the tool (``None``: the tool reads nothing). If reading
+    ``stdin`` raises, the tool is killed before it sees the end of its input and the exception
+    propagates. Returns the exit status; a tool that cannot be started raises
+    :class:`CommandConnectorError`.
+    """
+    proc = command.start(
+        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=stderr,
+    )
+    if stdin is not None:
+        try:
+            while chunk := stdin.read(chunk_size):
+                try:
+                    proc.stdin.write(chunk)
+                except BrokenPipeError:
+                    break  # the tool stopped reading: its exit status says why
+        except BaseException:
+            _kill(proc)
+            _close_quietly(proc.stdin)
+            command.finished()
+            raise
+        _close_quietly(proc.stdin)
+    returncode = proc.wait(timeout=None)
+    command.finished()
+    return returncode

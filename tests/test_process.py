@@ -31,7 +31,7 @@ def test_output_reports_a_failure_at_the_end_with_the_stderr_tail():
     out = process.ProcessOutput(command(code))
     with pytest.raises(CommandConnectorError) as info:
         out.read()
-    assert info.value.returncode == 3
+    assert info.value.exit_status == 3
     assert "boom: disk full" in str(info.value)
     assert "exit status 3" in str(info.value)
 
@@ -84,7 +84,7 @@ def test_feed_reports_a_tool_that_fails_part_way():
     )
     with pytest.raises(CommandConnectorError, match="syntax error at line 1") as info:
         process.feed(command(code), io.BytesIO(os.urandom(10_000_000)))
-    assert info.value.returncode == 2
+    assert info.value.exit_status == 2
 
 
 def test_secrets_are_redacted_from_messages_and_argv():

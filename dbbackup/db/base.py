@@ -96,8 +96,10 @@ def connector_options(database_name: str) -> dict[str, Any]:
 def check_alias(database_name: str) -> None:
     """Raise a configuration error naming the known aliases when ``database_name`` is unknown."""
     if database_name not in connections.settings:
+        from dbbackup.exceptions import UnknownDatabaseError
+
         known = ", ".join(connections.settings) or "none"
-        raise DbbackupConfigurationError(
+        raise UnknownDatabaseError(
             f"There is no database {database_name!r} in DATABASES (known aliases: {known})."
         )
 
@@ -335,6 +337,20 @@ class BaseCommandDBConnector(BaseDBConnector):
                 f"{self.settings.get('NAME')!r} may be partly restored. Restore a good backup again "
                 "once the cause is fixed."
             ) from exc
+
+    # -- django-dbbackup's helper for connectors written against its API ---------------------
+
+    def run_command(
+        self, command: str, stdin: Any = None, env: Mapping[str, str] | None = None
+    ) -> tuple[BinaryIO, BinaryIO]:
+        """Run one tool to completion; return ``(stdout, stderr)`` as files rewound to 0.
+
+        django-dbbackup's helper for custom connectors; see :mod:`dbbackup.db.commandline`
+        for the contract (no shell, environment layers, temporary files, redacted errors).
+        """
+        from dbbackup.db import commandline
+
+        return commandline.run_command(self, command, stdin=stdin, env=env)
 
 
 def _split(value: str | Sequence[str]) -> list[str]:

@@ -2,7 +2,9 @@
 
 Commands are thin: they parse options, call :mod:`dbbackup.pipeline` and report. Any
 :class:`~dbbackup.exceptions.DbbackupError` or configuration error becomes a one-line
-``CommandError`` here, so users see a message, never a traceback (``--traceback`` shows one).
+``CommandError`` here on the command line, so users see a message, never a traceback
+(``--traceback`` shows one). Through ``call_command`` the exception itself propagates: every
+dbbackup exception is a ``CommandError`` subclass, so callers catch it either way.
 Progress goes to stderr, as django-dbbackup does, so stdout stays clean for ``listbackups``.
 """
 
@@ -20,7 +22,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from dbbackup import notify
 from dbbackup.display import ProgressBar
-from dbbackup.exceptions import DbbackupError
+from dbbackup.exceptions import DbbackupConfigurationError, DbbackupError
 
 logger = logging.getLogger("dbbackup.command")
 
@@ -63,18 +65,21 @@ class BaseDbBackupCommand(BaseCommand):
         self.quiet = options.get("quiet", False)
         self.verbosity = options.get("verbosity", 1)
         self.interactive = options.get("interactive", True)
+        self._failure_mailed = False
         with self._warnings_on_stderr():
             try:
                 return self._execute_and_report(*args, **options)
             except (DbbackupError, ImproperlyConfigured) as exc:
                 if options.get("traceback"):
                     raise
-                logger.error("%s failed: %s", self.command_name(), exc)
+                logger.error("%s failed: %s", self.command_name(), exc, extra=self._mailed())
+                if isinstance(exc, CommandError) and not getattr(self, "_called_from_command_line", False):
+                    raise  # call_command callers get the very class (a CommandError subclass)
                 raise CommandError(str(exc)) from exc
             except OSError as exc:  # a storage or the network failed: say so, in one line
                 if options.get("traceback"):
                     raise
-                logger.error("%s failed: %s", self.command_name(), exc)
+                logger.error("%s failed: %s", self.command_name(), exc, extra=self._mailed())
                 raise CommandError(f"{type(exc).__name__}: {exc}") from exc
             except CommandError:
                 raise
@@ -101,9 +106,16 @@ class BaseDbBackupCommand(BaseCommand):
         try:
             return super().execute(*args, **options)
         except Exception as exc:
-            if self.mail_on_failure and not isinstance(exc, CommandError):
-                notify.mail_failure(self.command_name(), exc, [options.get("passphrase") or ""])
+            ours = isinstance(exc, (DbbackupError, DbbackupConfigurationError))
+            if self.mail_on_failure and (ours or not isinstance(exc, CommandError)):
+                self._failure_mailed = notify.mail_failure(
+                    self.command_name(), exc, [options.get("passphrase") or ""]
+                )
             raise
+
+    def _mailed(self) -> dict[str, bool]:
+        """Log-record extra saying whether the failure was e-mailed already (see dbbackup.log)."""
+        return {notify.MAILED: getattr(self, "_failure_mailed", False)}
 
     @contextlib.contextmanager
     def _warnings_on_stderr(self) -> Iterator[None]:

@@ -11,6 +11,15 @@ from dbbackup.management.commands._base import BaseDbBackupCommand
 from dbbackup.storage import get_storage
 
 DATE_DISPLAY_FORMAT = "%Y-%m-%d %H:%M:%S"
+#: django-dbbackup's table: the name in 40 columns, one space, the date in 20 columns. Scripts
+#: that cut its lines at those columns keep working; the new columns come after.
+UPSTREAM_WIDTHS = {0: 40, 1: 20}
+
+
+def _line(cells: tuple[str, ...], widths: list[int]) -> str:
+    upstream = f"{cells[0]:<{widths[0]}} {cells[1]:<{widths[1]}}"
+    ours = "  ".join(f"{cell:<{width}}" for cell, width in zip(cells[2:], widths[2:], strict=True))
+    return f"{upstream}  {ours}".rstrip()
 
 
 class Command(BaseDbBackupCommand):
@@ -70,15 +79,12 @@ class Command(BaseDbBackupCommand):
             for entry in entries
         ]
         header = ("Name", "Datetime", "Type", "Database", "Server", "Size")
-        widths = [max([len(header[i]), *(len(row[i]) for row in rows)]) for i in range(len(header))]
-        if not self.quiet:
-            self.stdout.write(
-                "  ".join(f"{title:<{width}}" for title, width in zip(header, widths, strict=True)).rstrip()
-            )
-        for row in rows:
-            self.stdout.write(
-                "  ".join(f"{cell:<{width}}" for cell, width in zip(row, widths, strict=True)).rstrip()
-            )
+        widths = [
+            max([len(header[i]), UPSTREAM_WIDTHS.get(i, 0), *(len(row[i]) for row in rows)])
+            for i in range(len(header))
+        ]
+        for row in ([header] if not self.quiet else []) + rows:
+            self.stdout.write(_line(row, widths))
 
     def _as_json(self, storage, entry: catalog.Entry) -> dict[str, Any]:
         metadata = (
