@@ -27,7 +27,7 @@ from dbbackup.exceptions import (
     DecryptionError,
     EncryptionError,
 )
-from dbbackup.process import redact
+from dbbackup.redaction import redact
 from dbbackup.streams import CHUNK_SIZE, Cancelled, PeekableReader, ProducerReader
 
 ARMOR_HEADER = b"-----BEGIN PGP MESSAGE-----"

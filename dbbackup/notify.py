@@ -20,7 +20,7 @@ from django.conf import settings as django_settings
 from django.core.mail import EmailMessage, EmailMultiAlternatives
 
 from dbbackup import settings
-from dbbackup.process import redact
+from dbbackup.redaction import redact
 
 logger = logging.getLogger("dbbackup")
 SECRET_KEYS = ("PASSWORD", "ADMIN_PASSWORD")

@@ -20,62 +20,21 @@ from __future__ import annotations
 import collections
 import contextlib
 import os
-import re
-import shlex
 import subprocess
 import threading
-import urllib.parse
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
 from dbbackup.exceptions import CommandConnectorError
-from dbbackup.streams import CHUNK_SIZE, _ReaderBase
+from dbbackup.redaction import REDACTED as REDACTED  # importable from here, as before
+from dbbackup.redaction import describe, redact
+from dbbackup.streams import CHUNK_SIZE, _ReaderBase, drain
 
 #: How much of a tool's stderr is kept for error messages.
 STDERR_TAIL_BYTES = 8 * 1024
 #: How long to wait for a tool to exit once its output has ended.
 EXIT_TIMEOUT_SECONDS = 60
-
-REDACTED = "********"
-
-
-def _secret_pattern(secrets: Iterable[str]) -> re.Pattern[str] | None:
-    """One pattern for every secret, and the forms it takes once quoted for a shell or a URL.
-
-    Longer secrets come first, so a secret that is part of another never cuts the longer one
-    in pieces. A secret matches only as a whole token: not inside a longer word (``x`` in
-    ``example``), and not as one part of a dotted or dashed word (``pass`` in
-    ``probe-pass@example.com``), where redacting would show where, and therefore what, the
-    secret is. A token is bounded by the start or end of the text, white space, quotes, ``=``,
-    ``:``, ``@``, ``/`` and other punctuation, which is how secrets appear in argv
-    (``--password=...``), environment dumps (``PGPASSWORD=...``), URLs (``user:pass@host``) and
-    tools' messages (``for user "..."``); a ``.`` or ``-`` bounds it unless a letter or digit
-    follows (before) it on the other side.
-    """
-    forms: set[str] = set()
-    for secret in secrets:
-        if secret:
-            forms |= {secret, shlex.quote(secret), urllib.parse.quote(secret, safe="")}
-    if not forms:
-        return None
-    alternatives = "|".join(re.escape(form) for form in sorted(forms, key=len, reverse=True))
-    return re.compile(rf"(?<!\w)(?<!\w[.\-])(?:{alternatives})(?!\w)(?![.\-]\w)")
-
-
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """Return ``text`` with every secret (see :func:`_secret_pattern`) replaced by ``********``.
-
-    The replacement is always the same eight asterisks, whatever the secret's length.
-    """
-    pattern = _secret_pattern(secrets)
-    return pattern.sub(REDACTED, text) if pattern else text
-
-
-def describe(argv: Sequence[str], secrets: Iterable[str] = ()) -> str:
-    """A printable, redacted rendering of ``argv`` for messages and logs."""
-    secrets = list(secrets)
-    return redact(shlex.join(redact(arg, secrets) for arg in argv), secrets)
 
 
 class _Tail:
@@ -267,20 +226,7 @@ def feed(command: Command, source: BinaryIO, chunk_size: int = CHUNK_SIZE) -> st
     """
     proc = command.start(stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     stdout, stderr = _Tail(proc.stdout), _Tail(proc.stderr)
-    stopped_early = False
-    try:
-        while chunk := source.read(chunk_size):
-            try:
-                proc.stdin.write(chunk)
-            except BrokenPipeError:
-                stopped_early = True  # the tool stopped reading: its exit status says why
-                break
-    except BaseException:
-        _kill(proc)
-        _close_quietly(proc.stdin)
-        command.finished()
-        raise
-    _close_quietly(proc.stdin)
+    stopped_early = _pump(proc, command, source, chunk_size)
     returncode = proc.wait(timeout=None)
     command.finished()
     out, err = stdout.text(), stderr.text()
@@ -291,12 +237,26 @@ def feed(command: Command, source: BinaryIO, chunk_size: int = CHUNK_SIZE) -> st
     return out
 
 
-def drain(source: BinaryIO, chunk_size: int = CHUNK_SIZE) -> int:
-    """Read ``source`` to its end (so its end-of-stream checks run); return the bytes read."""
-    total = 0
-    while chunk := source.read(chunk_size):
-        total += len(chunk)
-    return total
+def _pump(proc: subprocess.Popen, command: Command, source: BinaryIO, chunk_size: int) -> bool:
+    """Write ``source`` to the tool's stdin, then close it; True if the tool stopped reading early.
+
+    If reading ``source`` raises, the tool is killed before it sees the end of its input and
+    the exception propagates.
+    """
+    try:
+        while chunk := source.read(chunk_size):
+            try:
+                proc.stdin.write(chunk)
+            except BrokenPipeError:
+                return True  # the tool stopped reading: its exit status says why
+    except BaseException:
+        _kill(proc)
+        _close_quietly(proc.stdin)
+        command.finished()
+        raise
+    finally:
+        _close_quietly(proc.stdin)
+    return False
 
 
 class ProcessFilter(_ReaderBase):
@@ -433,18 +393,7 @@ def run_to_files(
         stderr=stderr,
     )
     if stdin is not None:
-        try:
-            while chunk := stdin.read(chunk_size):
-                try:
-                    proc.stdin.write(chunk)
-                except BrokenPipeError:
-                    break  # the tool stopped reading: its exit status says why
-        except BaseException:
-            _kill(proc)
-            _close_quietly(proc.stdin)
-            command.finished()
-            raise
-        _close_quietly(proc.stdin)
+        _pump(proc, command, stdin, chunk_size)
     returncode = proc.wait(timeout=None)
     command.finished()
     return returncode

@@ -277,3 +277,11 @@ class ProducerReader(_ReaderBase):
                     self._queue.get(timeout=0.1)
             self._thread.join()
         super().close()
+
+
+def drain(source: BinaryIO, chunk_size: int = CHUNK_SIZE) -> int:
+    """Read ``source`` to its end (so its end-of-stream checks run); return the bytes read."""
+    total = 0
+    while chunk := source.read(chunk_size):
+        total += len(chunk)
+    return total

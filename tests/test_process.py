@@ -147,6 +147,7 @@ def test_redaction_leaves_words_that_merely_contain_a_secret_alone(text, secret)
         ("the passphrase is pass.", "pass", "the passphrase is ********."),
         ("url: https://u:p%40ss%2Fw@host/", "p@ss/w", "url: https://u:********@host/"),
         ("mysqldump --password='it'\"'\"'s' db", "it's", "mysqldump --password=******** db"),
+        ("no backup 'hunter2-db-password.dump'", "hunter2-db-password", "no backup '********.dump'"),
     ],
 )
 def test_redaction_cuts_secrets_out_wherever_they_stand_as_values(text, secret, expected):
@@ -240,5 +241,5 @@ def test_filter_reports_the_tool_failure():
     stream = process.ProcessFilter(command("import sys\nsys.exit(3)"), io.BytesIO(BIG))
     with pytest.raises(CommandConnectorError) as info:
         stream.read()
-    assert info.value.returncode == 3
+    assert info.value.exit_status == 3
     stream.close()

@@ -61,7 +61,12 @@ def edit_sidecar(path: Path, change) -> None:
 
 def flip_a_letter(path: Path) -> None:
     data = bytearray(path.read_bytes())
-    position = next(index for index in range(len(data) // 2, len(data)) if chr(data[index]).isalpha())
+    # the last ASCII letter of the file: row data, past every header (free pages may be blank)
+    position = next(
+        index
+        for index in range(len(data) - 1, 100, -1)
+        if chr(data[index]).isascii() and chr(data[index]).isalpha()
+    )
     data[position] ^= 0x20  # invisible to any format check: only a checksum sees it
     path.write_bytes(bytes(data))
 
