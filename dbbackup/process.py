@@ -259,7 +259,7 @@ def _pump(proc: subprocess.Popen, command: Command, source: BinaryIO, chunk_size
     return False
 
 
-class ProcessFilter(_ReaderBase):
+class ProcessFilter(ProcessOutput):
     """A tool between two streams: ``source`` goes to its stdin, its stdout is this stream.
 
     A thread feeds ``source`` to the tool. The end of this stream (``b""``) is reported only
@@ -272,22 +272,14 @@ class ProcessFilter(_ReaderBase):
     """
 
     def __init__(self, command: Command, source: BinaryIO, chunk_size: int = CHUNK_SIZE) -> None:
-        self.command = command
         self.unread = 0
         self._source = source
         self._chunk_size = chunk_size
         self._error: BaseException | None = None
         self._stop = threading.Event()
-        self._finished = True  # until the tool has started: nothing to kill on close()
-        self._proc = command.start(stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        self._stderr = _Tail(self._proc.stderr)
-        self._finished = False
+        super().__init__(command, stdin=subprocess.PIPE)
         self._thread = threading.Thread(target=self._feed, name="dbbackup-filter-feed", daemon=True)
         self._thread.start()
-
-    @property
-    def pid(self) -> int:
-        return self._proc.pid
 
     def _feed(self) -> None:
         writing = True
@@ -307,15 +299,6 @@ class ProcessFilter(_ReaderBase):
         finally:
             _close_quietly(self._proc.stdin)
 
-    def _read(self, size: int) -> bytes:
-        if self._finished:
-            return b""
-        data = self._proc.stdout.read1(size) if size else b""
-        if data or not size:
-            return data
-        self._finish()
-        return b""
-
     def _finish(self) -> None:
         self._proc.stdout.close()
         returncode = self._proc.wait(timeout=None)
@@ -333,14 +316,12 @@ class ProcessFilter(_ReaderBase):
             raise self.command.error("The command failed", returncode, stderr)
 
     def close(self) -> None:
-        if not self.closed and not self._finished:
+        stopping = not self.closed and not self._finished
+        if stopping:
             self._stop.set()
-            _kill(self._proc)
-            self._proc.stdout.close()
-            self._finished = True
+        super().close()  # kills the tool if it still runs
+        if stopping:
             self._thread.join(EXIT_TIMEOUT_SECONDS)
-            self.command.finished()
-        super().close()
 
 
 def run(command: Command, timeout: float = EXIT_TIMEOUT_SECONDS) -> str:
