@@ -92,6 +92,19 @@ class WrappedReader(_ReaderBase):
                 super().close()
 
 
+class CountingReader(WrappedReader):
+    """Passes bytes through and counts them (:attr:`size`)."""
+
+    def __init__(self, inner: BinaryIO) -> None:
+        super().__init__(inner)
+        self.size = 0
+
+    def _read(self, size: int) -> bytes:
+        data = self.inner.read(size)
+        self.size += len(data)
+        return data
+
+
 class DigestReader(WrappedReader):
     """Passes bytes through, counting them and computing their SHA-256.
 

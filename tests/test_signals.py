@@ -204,3 +204,33 @@ def test_a_failing_post_receiver_is_reported_once_without_djangos_traceback_log(
     with pytest.raises(CommandError, match="post_backup receiver failed: webhook down"):
         call_command("dbbackup", "-d", "default", "--noinput", "-q")
     assert [record.getMessage() for record in caplog.records if record.name == "django.dispatch"] == []
+
+
+@pytest.mark.parametrize(
+    ("command", "signal", "args"),
+    [
+        ("dbrestore", "pre_restore", ["-d", "default"]),
+        ("mediarestore", "pre_media_restore", []),
+    ],
+)
+def test_a_veto_comes_before_the_confirmation_question(
+    backup_dir, record, monkeypatch, command, signal, args
+):
+    backup()
+    call_command("mediabackup", "-q")
+    questions = []
+    monkeypatch.setattr("builtins.input", lambda question: questions.append(question) or "y")
+    record(getattr(signals, signal), raises=RuntimeError("not on production"))
+    with pytest.raises(CommandError, match=f"{signal} receiver stopped.*not on production"):
+        call_command(command, *args, "-q")
+    assert questions == []  # refused at once: nobody was asked to confirm a restore that cannot run
+
+
+def test_the_restore_result_counts_what_the_connector_received(backup_dir):
+    from dbbackup import pipeline
+
+    add_known_data()
+    name = backup()
+    result = pipeline.restore_database("default", input_filename=name)
+    checked = pipeline.verify_backup(pipeline.plan_restore("default", input_filename=name))
+    assert result.content_size == checked.content_size > 0

@@ -318,14 +318,31 @@ def _ignore(_event: str, _name: str) -> None:
     return None
 
 
+def announce_media_restore(plan: MediaRestorePlan, *, sender: type | None = None) -> None:
+    """Send ``pre_media_restore``; a receiver that raises vetoes the restore.
+
+    The command sends it before it asks for a passphrase or a confirmation, as django-dbbackup
+    does, then runs :func:`execute_media_restore` with ``announced=True``.
+    """
+    signals.send_pre(
+        signals.pre_media_restore,
+        "pre_media_restore",
+        sender or default_sender("mediarestore"),
+        filename=plan.filename,
+        servername=plan.servername,
+        storage=plan.storage,
+    )
+
+
 def execute_media_restore(
     plan: MediaRestorePlan,
     *,
     sender: type | None = None,
     report: Report | None = None,
     progress: Callable[[int], object] | None = None,
+    announced: bool = False,
 ) -> MediaRestoreResult:
-    """Verify the archive, then write its files into the media storage.
+    """``pre_media_restore`` (unless ``announced``), verify the archive, write its files.
 
     Existing files are kept (and reported) unless ``plan.replace``. Each file is written under
     a temporary name and takes its real name only when complete, so an interrupted restore
@@ -336,15 +353,9 @@ def execute_media_restore(
     """
     sender = sender or default_sender("mediarestore")
     report = report or _ignore
+    if not announced:
+        announce_media_restore(plan, sender=sender)
     verify_media_backup(plan)
-    signals.send_pre(
-        signals.pre_media_restore,
-        "pre_media_restore",
-        sender,
-        filename=plan.filename,
-        servername=plan.servername,
-        storage=plan.storage,
-    )
     result = MediaRestoreResult(filename=plan.filename)
 
     def on_link(name: str) -> None:

@@ -29,7 +29,7 @@ from dbbackup.db.base import (
 from dbbackup.exceptions import DbbackupConfigurationError
 from dbbackup.pipeline._common import apply_connector_options, default_sender, locate_backup, open_stages
 from dbbackup.storage import Storage, get_storage
-from dbbackup.streams import CHUNK_SIZE, DigestReader
+from dbbackup.streams import CHUNK_SIZE, CountingReader, DigestReader
 
 
 @dataclass
@@ -249,10 +249,32 @@ class RestoreResult:
     checked: str = ""
 
 
+def announce_restore(plan: RestorePlan, *, sender: type | None = None) -> None:
+    """Send ``pre_restore`` for a planned restore; a receiver that raises vetoes it.
+
+    The command sends it before it asks for a passphrase or a confirmation, as django-dbbackup
+    does, then runs :func:`execute_restore` with ``announced=True``.
+    """
+    signals.send_pre(
+        signals.pre_restore,
+        "pre_restore",
+        sender or default_sender("dbrestore"),
+        database=django_settings.DATABASES[plan.database],
+        database_name=plan.database,
+        filename=plan.filename,
+        servername=plan.servername,
+        storage=plan.storage,
+    )
+
+
 def execute_restore(
-    plan: RestorePlan, *, sender: type | None = None, progress: Callable[[int], object] | None = None
+    plan: RestorePlan,
+    *,
+    sender: type | None = None,
+    progress: Callable[[int], object] | None = None,
+    announced: bool = False,
 ) -> RestoreResult:
-    """Run a planned restore: ``pre_restore``, the streamed restore, ``post_restore``.
+    """Run a planned restore: ``pre_restore`` (unless ``announced``), the restore, ``post_restore``.
 
     The connector commits only after the whole stream was read and checked, so a damaged
     backup, a wrong key or a wrong passphrase leave the database as it was. For engines that
@@ -261,24 +283,17 @@ def execute_restore(
     """
     sender = sender or default_sender("dbrestore")
     database_settings = django_settings.DATABASES[plan.database]
+    if not announced:
+        announce_restore(plan, sender=sender)
     if plan.connector.verify_before_restore:
         verify_backup(plan)  # this engine cannot roll back: check everything before starting
-    signals.send_pre(
-        signals.pre_restore,
-        "pre_restore",
-        sender,
-        database=database_settings,
-        database_name=plan.database,
-        filename=plan.filename,
-        servername=plan.servername,
-        storage=plan.storage,
-    )
     stream, digest = open_backup(plan, progress)
     plan.connector.stream_checksummed = digest.expected_sha256 is not None
+    counted = CountingReader(stream)
     try:
-        plan.connector.restore_dump(stream)
+        plan.connector.restore_dump(counted)
     finally:
-        stream.close()
+        counted.close()
     signals.send_post(
         signals.post_restore,
         "post_restore",
@@ -291,7 +306,9 @@ def execute_restore(
         connector=plan.connector,
         storage=plan.storage,
     )
-    return _result(plan, digest)
+    result = _result(plan, digest)
+    result.content_size = counted.size
+    return result
 
 
 def verify_backup(plan: RestorePlan) -> RestoreResult:

@@ -83,9 +83,12 @@ class Command(BaseDbBackupCommand):
         )
         for warning in plan.warnings:
             self.stderr.write(self.style.WARNING(warning))
+        verify_only = options.get("verify_only")
+        if not verify_only:  # a receiver's veto comes before any question, as in django-dbbackup
+            pipeline.announce_restore(plan, sender=type(self))
         if plan.encrypted and plan.passphrase is None and self.interactive:
             plan.passphrase = self.ask_passphrase(plan.filename)
-        if options.get("verify_only"):
+        if verify_only:
             self.say(f"Verifying {plan.filename}")
             result = pipeline.verify_backup(plan)
             self.say(
@@ -102,5 +105,5 @@ class Command(BaseDbBackupCommand):
             return
         self.restoring = plan.connector
         with self.progress(f"dbrestore {plan.database}") as progress:
-            result = pipeline.execute_restore(plan, sender=type(self), progress=progress)
+            result = pipeline.execute_restore(plan, sender=type(self), progress=progress, announced=True)
         self.say(f"Restored {plan.database!r} from {plan.filename} ({result.checked})", self.style.SUCCESS)

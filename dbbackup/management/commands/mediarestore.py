@@ -56,9 +56,12 @@ class Command(BaseDbBackupCommand):
             replace=options.get("replace", False),
             ignore_metadata=options.get("ignore_metadata", False),
         )
+        verify_only = options.get("verify_only")
+        if not verify_only:  # a receiver's veto comes before any question, as in django-dbbackup
+            pipeline.announce_media_restore(plan, sender=type(self))
         if plan.encrypted and plan.passphrase is None and self.interactive:
             plan.passphrase = self.ask_passphrase(plan.filename)
-        if options.get("verify_only"):
+        if verify_only:
             files, links = pipeline.verify_media_backup(plan)
             skipped = f"; {links} link(s) would be skipped" if links else ""
             self.say(f"{plan.filename} is readable and safe: {files} file(s){skipped}.", self.style.SUCCESS)
@@ -70,7 +73,7 @@ class Command(BaseDbBackupCommand):
             return
         with self.progress("mediarestore") as progress:
             result = pipeline.execute_media_restore(
-                plan, sender=type(self), report=self._report, progress=progress
+                plan, sender=type(self), report=self._report, progress=progress, announced=True
             )
         if result.removed_partials:
             self.say(f"Removed {result.removed_partials} temporary file(s) left by an interrupted restore")
