@@ -7,6 +7,7 @@ them; they exist for code written against ``dbbackup.utils``.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 from typing import BinaryIO
@@ -28,8 +29,7 @@ def spooled_copy(source: BinaryIO | None = None, path: str | None = None) -> tem
         with open(path, "rb") as handle:
             shutil.copyfileobj(handle, spool, settings.TMP_FILE_READ_SIZE)
     elif source is not None:
-        if getattr(source, "seekable", lambda: False)():
-            source.seek(0)
+        _rewind(source)
         shutil.copyfileobj(source, spool, settings.TMP_FILE_READ_SIZE)
     return spool
 
@@ -49,6 +49,12 @@ class _Borrowed:
 
 def borrowed(stream: BinaryIO) -> BinaryIO:
     """``stream`` rewound to its start (when it can seek), to be read but never closed."""
-    if getattr(stream, "seekable", lambda: False)():
-        stream.seek(0)
+    _rewind(stream)
     return _Borrowed(stream)  # type: ignore[return-value]
+
+
+def _rewind(stream: BinaryIO) -> None:
+    """Seek ``stream`` to its start if it can (``SpooledTemporaryFile`` has no ``seekable()``
+    before Python 3.11, so asking is not enough: try)."""
+    with contextlib.suppress(AttributeError, OSError, ValueError):
+        stream.seek(0)

@@ -112,7 +112,8 @@ def execute_script(stream: BinaryIO, scratch_path: str, needs_end: bool = True) 
     last statement is one of :data:`_COMPLETE_ENDINGS`.
     """
     connection = sqlite3.connect(scratch_path, isolation_level=None)
-    connection.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
+    if hasattr(connection, "setlimit"):  # Python 3.11+; the authorizer refuses ATTACH anyway
+        connection.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
     refusals: list[str] = []
     connection.set_authorizer(_file_guard(refusals))
     statement, number, last, ended, ours = "", 0, "", False, False
