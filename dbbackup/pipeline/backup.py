@@ -15,6 +15,8 @@ from dbbackup.pipeline._common import (
     choose_encoding,
     default_sender,
     encode,
+    is_s3_uri,
+    s3_output_name,
     store,
     write_metadata,
 )
@@ -72,6 +74,8 @@ def backup_database(
         compress=compress, compression=compression, encrypt=encrypt, clean=clean, content_type="db"
     )
     storage = storage or get_storage()
+    if is_s3_uri(output_path):  # -O s3://bucket/key: a name in the (S3) backup storage
+        output_filename, output_path = s3_output_name(storage, output_path), None
     sender = sender or default_sender("dbbackup")
     effective_servername = name_checks.check_servername(servername or settings.HOSTNAME)
     extension = connector.extension + (f".{codec.suffix}" if codec else "") + (".gpg" if encrypt else "")

@@ -35,8 +35,10 @@ from dbbackup.pipeline._common import (
     choose_encoding,
     default_sender,
     encode,
+    is_s3_uri,
     locate_backup,
     open_stages,
+    s3_output_name,
     store,
     write_metadata,
 )
@@ -88,6 +90,10 @@ def backup_media(
         compress=compress, compression=compression, encrypt=encrypt, clean=clean, content_type="media"
     )
     storage = storage or get_storage()
+    # -O s3://bucket/key: that exact name in the (S3) backup storage, no suffix added
+    s3_name = s3_output_name(storage, output_path) if is_s3_uri(output_path) else None
+    if s3_name:
+        output_filename, output_path = s3_name, None
     media = media_storage()
     backups_inside = backup_folder_in_media(media, storage)  # refuses a media storage without root
     sender = sender or default_sender("mediabackup")
@@ -110,7 +116,12 @@ def backup_media(
         )
 
     # -o names the archive before encryption, as django-dbbackup's mediabackup does
-    filename = (output_filename + (".gpg" if encrypt else "")) if output_filename else name_at(started)
+    if s3_name:
+        filename = s3_name
+    elif output_filename:
+        filename = output_filename + (".gpg" if encrypt else "")
+    else:
+        filename = name_at(started)
     source = source_for(media, exclude=backups_inside)
     counter = _Counter()
     filename, local_path, digest = store(
