@@ -5,7 +5,7 @@ its database, server, date and suffixes without opening anything. A file whose n
 templates cannot read (a custom ``-o`` name, an old template) is still a backup when a
 ``.metadata`` sidecar written by dbbackup stands beside it; its sidecar then says what it is.
 Without a sidecar, a name holding a ``DBBACKUP_DATE_FORMAT`` date is read loosely
-(:func:`dbbackup.names.parse_dated`): a ``.tar`` is a media backup, anything else a backup of
+(:func:`dbbackup.loose_names.parse`): a ``.tar`` is a media backup, anything else a backup of
 the one configured database whose name is a whole field of it. Such *loose* entries are listed
 and may be the newest backup of their database, but retention deletes one only when it is
 certain (see :attr:`Entry.deletable`). Other files, dated or not, are reported as unrecognised
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.utils import timezone
 
-from dbbackup import manifest, names
+from dbbackup import loose_names, manifest, names
 
 if TYPE_CHECKING:
     from dbbackup.storage import Storage
@@ -184,7 +184,7 @@ def find(
         entry = _entry(storage, name, has_metadata, content_type, database, servername)
         if entry is None:
             if include_unrecognised and not filtered and names.parse(name) is None and not has_metadata:
-                loose = names.parse_dated(name)
+                loose = loose_names.parse(name)
                 unrecognised.append(_unrecognised(name, loose.date if loose else None))
             continue
         if encrypted is not None and entry.encrypted != encrypted:
@@ -209,7 +209,7 @@ def _entry(
         return _from_name(parsed, has_metadata)
     if names.parse(name) is not None:
         return None  # a named backup of another database/server
-    loose = names.parse_dated(name)
+    loose = loose_names.parse(name)
     if has_metadata:
         metadata = read_metadata(storage, name)
         entry = _from_metadata(name, metadata) if metadata else None

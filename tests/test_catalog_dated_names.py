@@ -10,7 +10,7 @@ import io
 import pytest
 from django.core.management import call_command
 
-from dbbackup import catalog, names, retention
+from dbbackup import catalog, loose_names, retention
 from dbbackup.storage import get_storage
 from tests.helpers import add_known_data, snapshot
 from tests.testapp.models import Note
@@ -141,9 +141,9 @@ def test_default2_backups_are_never_touched_when_pruning_default(backup_dir, set
 @pytest.mark.filterwarnings("ignore:Overriding setting DATABASES")
 def test_a_longer_alias_wins_over_its_prefix(backup_dir, settings):
     settings.DATABASES = {**settings.DATABASES, "default-replica": settings.DATABASES["other"]}
-    parsed = names.parse_dated("x-default-replica-2026-01-01-000000.sqlite3")
+    parsed = loose_names.parse("x-default-replica-2026-01-01-000000.sqlite3")
     assert parsed.alias == "default-replica"
-    assert names.parse_dated("default-2026-01-01-000000.sqlite3").alias == "default"
+    assert loose_names.parse("default-2026-01-01-000000.sqlite3").alias == "default"
 
 
 def test_loose_media_backups_are_listed_and_restorable_but_not_pruned(backup_dir, settings):

@@ -12,7 +12,7 @@ from importlib import import_module
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from dbbackup import codecs, crypto, leftovers, manifest, names, s3, settings
+from dbbackup import codecs, crypto, leftovers, manifest, names, settings
 from dbbackup.db.base import BaseDBConnector
 from dbbackup.exceptions import CorruptBackupError, DbbackupConfigurationError, StorageError
 from dbbackup.storage import Storage
@@ -65,50 +65,6 @@ def apply_connector_options(
             raise DbbackupConfigurationError(f"{connector.path()} does not take --pg-options.")
         connector.pg_options = pg_options
     connector.check()
-
-
-S3_URI_PREFIX = "s3://"
-
-
-def is_s3_uri(output_path: str | None) -> bool:
-    """Whether a ``-O/--output-path`` value is an ``s3://bucket/key`` URI."""
-    return bool(output_path) and output_path.startswith(S3_URI_PREFIX)
-
-
-def s3_output_name(storage: Storage, uri: str) -> str:
-    """The name in the backup storage that ``-O s3://bucket/key`` designates.
-
-    The URI is honoured only when it points into the configured backup storage: that storage
-    must be django-storages' ``S3Storage``, ``bucket`` must be its bucket, and ``key`` must lie
-    under its ``location`` (which is then removed: the rest is the storage name, e.g. for
-    ``dbrestore -i``). Anything else is refused with a one-line :class:`StorageError`; the
-    backup is never written to a bucket or place other than the one configured.
-    """
-    bucket, _, key = uri[len(S3_URI_PREFIX) :].partition("/")
-    backend = storage.storage
-    if not s3.is_s3(backend):
-        raise StorageError(
-            f"-O/--output-path {uri!r}: s3:// paths are written through the backup storage, "
-            f"which must then be S3Storage; {storage} is {type(backend).__name__}."
-        )
-    if not bucket or bucket != backend.bucket_name:
-        raise StorageError(
-            f"-O/--output-path {uri!r}: the bucket {bucket!r} is not the backup storage's bucket "
-            f"{backend.bucket_name!r}; nothing was written."
-        )
-    location = (backend.location or "").strip("/")
-    if location:
-        if not key.startswith(location + "/"):
-            raise StorageError(
-                f"-O/--output-path {uri!r}: the key must lie under the backup storage's location "
-                f"{location + '/'!r}."
-            )
-        key = key[len(location) + 1 :]
-    if not key or key.endswith("/") or names.PARTIAL_MARKER in key.rsplit("/", 1)[-1]:
-        raise StorageError(f"-O/--output-path {uri!r} names no object; give s3://bucket/path/name.")
-    if key.endswith(names.METADATA_SUFFIX):
-        raise StorageError(f"-O/--output-path {uri!r}: {names.METADATA_SUFFIX} names are kept for sidecars.")
-    return key
 
 
 class StagedPath(str):
