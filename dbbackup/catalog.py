@@ -4,7 +4,12 @@ A name is first read back through the filename templates (:mod:`dbbackup.names`)
 its database, server, date and suffixes without opening anything. A file whose name the
 templates cannot read (a custom ``-o`` name, an old template) is still a backup when a
 ``.metadata`` sidecar written by dbbackup stands beside it; its sidecar then says what it is.
-Other files are reported as unrecognised rather than silently skipped.
+Without a sidecar, a name holding a ``DBBACKUP_DATE_FORMAT`` date is read loosely
+(:func:`dbbackup.loose_names.parse`): a ``.tar`` is a media backup, anything else a backup of
+the one configured database whose name is a whole field of it. Such *loose* entries are listed
+and may be the newest backup of their database, but retention deletes one only when it is
+certain (see :attr:`Entry.deletable`). Other files, dated or not, are reported as unrecognised
+rather than silently skipped, and never chosen or deleted.
 
 Dates are naive local times (``TIME_ZONE``), as backup names have always been written.
 """
@@ -19,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.utils import timezone
 
-from dbbackup import manifest, names
+from dbbackup import loose_names, manifest, names
 
 if TYPE_CHECKING:
     from dbbackup.storage import Storage
@@ -39,6 +44,11 @@ class Entry:
     recognised: bool = True
     has_metadata: bool = False
     metadata: dict[str, Any] | None = None
+    #: Recognised by a date and an alias in a name no template reads (no sidecar to say more).
+    loose: bool = False
+    #: Whether retention may delete it: always for template names and sidecars; for a loose
+    #: database backup only when its extension is its database's connector's (media: never).
+    deletable: bool = True
 
     @property
     def group(self) -> tuple:
@@ -84,6 +94,39 @@ def _from_metadata(name: str, metadata: dict[str, Any]) -> Entry | None:
         has_metadata=True,
         metadata=metadata,
     )
+
+
+def _engine_extension(alias: str) -> str | None:
+    """The extension the connector of ``alias`` writes; ``None`` when it cannot be built."""
+    from dbbackup.db.base import get_connector
+
+    try:
+        return get_connector(alias).extension
+    except Exception:  # a broken connector setting: nothing can be certain
+        return None
+
+
+def _from_loose(parsed: names.ParsedName) -> Entry:
+    deletable = (
+        parsed.content_type == "db"
+        and parsed.alias is not None
+        and parsed.extension == _engine_extension(parsed.alias)
+    )
+    return Entry(
+        name=parsed.name,
+        content_type=parsed.content_type,
+        database=parsed.alias,
+        servername=None,
+        date=parsed.date,
+        compression=parsed.compression,
+        encrypted=parsed.encrypted,
+        loose=True,
+        deletable=deletable,
+    )
+
+
+def _unrecognised(name: str, date: datetime | None = None) -> Entry:
+    return Entry(name, None, None, None, date, None, False, recognised=False, deletable=False)
 
 
 def read_metadata(storage: Storage, name: str) -> dict[str, Any] | None:
@@ -141,9 +184,8 @@ def find(
         entry = _entry(storage, name, has_metadata, content_type, database, servername)
         if entry is None:
             if include_unrecognised and not filtered and names.parse(name) is None and not has_metadata:
-                unrecognised.append(
-                    Entry(name, None, None, None, None, None, False, recognised=False, has_metadata=False)
-                )
+                loose = loose_names.parse(name)
+                unrecognised.append(_unrecognised(name, loose.date if loose else None))
             continue
         if encrypted is not None and entry.encrypted != encrypted:
             continue
@@ -165,10 +207,18 @@ def _entry(
     parsed = names.parse(name, content_type, database=database, servername=servername)
     if parsed is not None:
         return _from_name(parsed, has_metadata)
-    if not has_metadata or names.parse(name) is not None:
-        return None  # not a backup, or a named backup of another database/server
-    metadata = read_metadata(storage, name)
-    entry = _from_metadata(name, metadata) if metadata else None
+    if names.parse(name) is not None:
+        return None  # a named backup of another database/server
+    loose = loose_names.parse(name)
+    if has_metadata:
+        metadata = read_metadata(storage, name)
+        entry = _from_metadata(name, metadata) if metadata else None
+        if entry is not None and loose is not None and loose.content_type == entry.content_type:
+            _complete_from_name(entry, loose)
+    elif loose is not None and (loose.content_type == "media" or loose.alias is not None):
+        entry = _from_loose(loose)
+    else:
+        return None  # not a backup, or dated but of no recognisable database
     if entry is None:
         return None
     if content_type is not None and entry.content_type != content_type:
@@ -178,6 +228,20 @@ def _entry(
     if servername is not None and entry.servername != servername:
         return None
     return entry
+
+
+def _complete_from_name(entry: Entry, loose: names.ParsedName) -> None:
+    """Fill in what a sidecar does not say (django-dbbackup's record only engine and
+    connector) from the loosely read name; a database found only by name makes the backup as
+    deletable as a loose one."""
+    if entry.date is None:
+        entry.date = loose.date
+    if entry.database is None and entry.content_type == "db" and loose.alias is not None:
+        entry.database = loose.alias
+        entry.deletable = _from_loose(loose).deletable
+    if entry.compression is None:
+        entry.compression = loose.compression
+    entry.encrypted = entry.encrypted or loose.encrypted
 
 
 def iter_groups(entries: list[Entry]) -> Iterator[tuple[tuple, list[Entry]]]:

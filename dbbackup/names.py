@@ -176,6 +176,10 @@ class ParsedName:
     databasename: str | None
     servername: str | None
     datestring: str | None
+    #: Read by :func:`dbbackup.loose_names.parse` (a date and an alias found anywhere).
+    loose: bool = False
+    #: The configured alias :func:`dbbackup.loose_names.parse` recognised (``None`` otherwise).
+    alias: str | None = None
 
     @property
     def date(self) -> datetime | None:

@@ -113,14 +113,22 @@ class Decision:
         return bool(self.reasons)
 
 
+#: Why a loosely named backup (see :mod:`dbbackup.catalog`) that is not certain is kept.
+UNCERTAIN = "named by another template and not certainly this database's: never deleted"
+
+
 def plan(
     entries: Iterable[Entry], policy: Policy, keep_filter: Callable[[str], bool] | None = None
 ) -> list[Decision]:
     """Decide for every entry of one group; returns decisions newest first."""
+    entries = list(entries)
     dated = sorted(
-        (entry for entry in entries if entry.date is not None), key=lambda entry: entry.date, reverse=True
+        (entry for entry in entries if entry.date is not None and entry.deletable),
+        key=lambda entry: entry.date,
+        reverse=True,
     )
     undated = [entry for entry in entries if entry.date is None]
+    uncertain = [entry for entry in entries if entry.date is not None and not entry.deletable]
     decisions = [Decision(entry) for entry in dated]
     for index, decision in enumerate(decisions):
         if policy.last and index < policy.last:
@@ -146,7 +154,11 @@ def plan(
             decision.reasons.append("pinned by DBBACKUP_CLEANUP_KEEP_FILTER")
     if decisions and not decisions[0].keep:
         decisions[0].reasons.append("the newest backup is always kept")
-    return decisions + [Decision(entry, ["no date to judge it by: never deleted"]) for entry in undated]
+    return (
+        decisions
+        + [Decision(entry, [UNCERTAIN]) for entry in uncertain]
+        + [Decision(entry, ["no date to judge it by: never deleted"]) for entry in undated]
+    )
 
 
 def ask_keep_filter(keep_filter: Callable[[str], bool], name: str) -> bool:

@@ -8,6 +8,8 @@ when the upload completes; any failure aborts it, so no partial object is ever l
 
 Downloads: the object's body is read as a stream, instead of being copied into a temporary
 file first as ``S3Storage.open()`` does.
+
+``-O s3://bucket/key``: which name in the S3 backup storage such a URI designates, if any.
 """
 
 from __future__ import annotations
@@ -37,6 +39,50 @@ def is_s3(storage: Any) -> bool:
     an S3Storage instance exists only if its module was imported already."""
     module = sys.modules.get("storages.backends.s3")
     return module is not None and isinstance(storage, module.S3Storage)
+
+
+URI_PREFIX = "s3://"
+
+
+def is_uri(output_path: str | None) -> bool:
+    """Whether a ``-O/--output-path`` value is an ``s3://bucket/key`` URI."""
+    return bool(output_path) and output_path.startswith(URI_PREFIX)
+
+
+def output_name(storage: Any, uri: str) -> str:
+    """The name in the backup storage that ``-O s3://bucket/key`` designates.
+
+    The URI is honoured only when it points into the configured backup storage: that storage
+    must be django-storages' ``S3Storage``, ``bucket`` must be its bucket, and ``key`` must lie
+    under its ``location`` (which is then removed: the rest is the storage name, e.g. for
+    ``dbrestore -i``). Anything else is refused with a one-line :class:`StorageError`; the
+    backup is never written to a bucket or place other than the one configured.
+    """
+    bucket, _, key = uri[len(URI_PREFIX) :].partition("/")
+    backend = storage.storage
+    if not is_s3(backend):
+        raise StorageError(
+            f"-O/--output-path {uri!r}: s3:// paths are written through the backup storage, "
+            f"which must then be S3Storage; {storage} is {type(backend).__name__}."
+        )
+    if not bucket or bucket != backend.bucket_name:
+        raise StorageError(
+            f"-O/--output-path {uri!r}: the bucket {bucket!r} is not the backup storage's bucket "
+            f"{backend.bucket_name!r}; nothing was written."
+        )
+    location = (backend.location or "").strip("/")
+    if location:
+        if not key.startswith(location + "/"):
+            raise StorageError(
+                f"-O/--output-path {uri!r}: the key must lie under the backup storage's location "
+                f"{location + '/'!r}."
+            )
+        key = key[len(location) + 1 :]
+    if not key or key.endswith("/") or ".partial-" in key.rsplit("/", 1)[-1]:
+        raise StorageError(f"-O/--output-path {uri!r} names no object; give s3://bucket/path/name.")
+    if key.endswith(".metadata"):
+        raise StorageError(f"-O/--output-path {uri!r}: .metadata names are kept for sidecars.")
+    return key
 
 
 def _key(storage: Any, name: str) -> tuple[str, str]:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from dbbackup import s3
 from dbbackup.storage import get_storage
@@ -93,6 +93,81 @@ def test_s3_media_backup_and_restore(s3_storages):
     with default_storage.open("photos/ünïcode photo.jpg") as handle:
         assert handle.read() == b"\xff\xd8\xff jpeg"
     assert default_storage.exists("docs/empty.txt")
+
+
+def _keys(client, bucket) -> set[str]:
+    return {item["Key"] for item in client.list_objects_v2(Bucket=bucket).get("Contents", [])}
+
+
+def test_output_path_s3_uri_round_trips_through_the_backup_storage(s3_storages):
+    client, bucket = s3_storages
+    add_known_data()
+    before = snapshot()
+    run("dbbackup", "-d", "default", "-O", f"s3://{bucket}/custom/name.sqlite3")
+    assert _keys(client, bucket) == {"custom/name.sqlite3", "custom/name.sqlite3.metadata"}
+    Note.objects.all().delete()
+    run("dbrestore", "-d", "default", "--noinput", "-i", "custom/name.sqlite3")
+    assert snapshot() == before
+    # an existing object is never overwritten
+    with pytest.raises(CommandError, match="already exists"):
+        call_command("dbbackup", "-d", "default", "-O", f"s3://{bucket}/custom/name.sqlite3")
+    assert _keys(client, bucket) == {"custom/name.sqlite3", "custom/name.sqlite3.metadata"}
+
+
+def test_output_path_s3_uri_for_media_keeps_the_exact_key(s3_storages):
+    client, bucket = s3_storages
+    default_storage.save("photos/a.jpg", ContentFile(b"jpeg"))
+    run("mediabackup", "-z", "-O", f"s3://{bucket}/media/site.tar.gz")
+    assert _keys(client, bucket) == {"media/site.tar.gz", "media/site.tar.gz.metadata"}
+    default_storage.delete("photos/a.jpg")
+    run("mediarestore", "--noinput", "-i", "media/site.tar.gz")
+    with default_storage.open("photos/a.jpg") as handle:
+        assert handle.read() == b"jpeg"
+
+
+def test_output_path_s3_uri_honours_the_storage_location(s3_server, s3_storages, settings):
+    client, bucket = s3_storages
+    settings.STORAGES["dbbackup"]["OPTIONS"] = s3_server.storage_options(bucket, location="backups")
+    run("dbbackup", "-d", "default", "-O", f"s3://{bucket}/backups/x.sqlite3")
+    assert _keys(client, bucket) == {"backups/x.sqlite3", "backups/x.sqlite3.metadata"}
+    assert "x.sqlite3" in get_storage().list_directory()
+    with pytest.raises(CommandError, match="under the backup storage's location"):
+        call_command("dbbackup", "-d", "default", "-O", f"s3://{bucket}/elsewhere/x.sqlite3")
+
+
+@pytest.mark.parametrize(
+    ("uri", "message"),
+    [
+        ("s3://another-bucket/x.sqlite3", "is not the backup storage's bucket"),
+        ("s3:///x.sqlite3", "is not the backup storage's bucket"),
+        ("s3://{bucket}/", "names no object"),
+        ("s3://{bucket}/dir/", "names no object"),
+        ("s3://{bucket}/x.sqlite3.metadata", "kept for sidecars"),
+    ],
+)
+def test_output_path_s3_uri_outside_the_backup_bucket_is_refused(s3_storages, uri, message):
+    client, bucket = s3_storages
+    for command in ("dbbackup", "mediabackup"):
+        args = ["-d", "default"] if command == "dbbackup" else []
+        with pytest.raises(CommandError, match=message) as caught:
+            call_command(command, *args, "-O", uri.format(bucket=bucket))
+        assert "\n" not in str(caught.value)
+    assert _keys(client, bucket) == set()
+
+
+def test_output_path_s3_uri_needs_an_s3_backup_storage(settings, tmp_path):
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "dbbackup": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(tmp_path)},
+        },
+    }
+    for command, args in (("dbbackup", ["-d", "default"]), ("mediabackup", [])):
+        with pytest.raises(CommandError, match="must then be S3Storage"):
+            call_command(command, *args, "-O", "s3://bucket/x.bin")
+    assert list(tmp_path.rglob("*")) == []
+    assert not Path("s3:").exists()
 
 
 def test_a_failed_s3_upload_leaves_no_object_and_no_pending_upload(s3_storages):

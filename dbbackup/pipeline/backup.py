@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from dbbackup import manifest, name_checks, names, retention, schema, settings, signals
+from dbbackup import manifest, name_checks, names, retention, s3, schema, settings, signals
 from dbbackup.db.base import check_alias, get_connector
 from dbbackup.exceptions import DbbackupError
 from dbbackup.pipeline._common import (
@@ -72,6 +72,8 @@ def backup_database(
         compress=compress, compression=compression, encrypt=encrypt, clean=clean, content_type="db"
     )
     storage = storage or get_storage()
+    if s3.is_uri(output_path):  # -O s3://bucket/key: a name in the (S3) backup storage
+        output_filename, output_path = s3.output_name(storage, output_path), None
     sender = sender or default_sender("dbbackup")
     effective_servername = name_checks.check_servername(servername or settings.HOSTNAME)
     extension = connector.extension + (f".{codec.suffix}" if codec else "") + (".gpg" if encrypt else "")

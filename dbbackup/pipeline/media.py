@@ -27,7 +27,7 @@ from typing import Any, BinaryIO
 from django.core.files.storage import FileSystemStorage, default_storage
 from django.core.files.storage import Storage as DjangoStorage
 
-from dbbackup import manifest, name_checks, names, retention, settings, signals, tar
+from dbbackup import manifest, name_checks, names, retention, s3, settings, signals, tar
 from dbbackup.exceptions import DbbackupConfigurationError, DbbackupError, StorageError
 from dbbackup.media_source import source_for
 from dbbackup.media_target import KEPT, WRITTEN, target_for
@@ -88,12 +88,14 @@ def backup_media(
         compress=compress, compression=compression, encrypt=encrypt, clean=clean, content_type="media"
     )
     storage = storage or get_storage()
+    s3_name = s3.output_name(storage, output_path) if s3.is_uri(output_path) else None  # as given
+    output_path = None if s3_name else output_path
     media = media_storage()
     backups_inside = backup_folder_in_media(media, storage)  # refuses a media storage without root
     sender = sender or default_sender("mediabackup")
     effective_servername = name_checks.check_servername(servername or settings.HOSTNAME)
     extension = "tar" + (f".{codec.suffix}" if codec else "")
-    if not (output_filename or output_path):
+    if not (output_filename or output_path or s3_name):
         name_checks.check_naming("media", "", effective_servername, extension)
     if clean and not output_path:
         retention.check_keep_filter(
@@ -110,15 +112,15 @@ def backup_media(
         )
 
     # -o names the archive before encryption, as django-dbbackup's mediabackup does
-    filename = (output_filename + (".gpg" if encrypt else "")) if output_filename else name_at(started)
+    chosen = s3_name or (output_filename + (".gpg" if encrypt else "") if output_filename else None)
     source = source_for(media, exclude=backups_inside)
     counter = _Counter()
     filename, local_path, digest = store(
         encode(IteratorReader(tar.stream_tar(source, on_added=counter.add)), codec, encrypt),
         storage=storage,
-        filename=filename,
+        filename=chosen or name_at(started),
         output_path=output_path,
-        rename=None if output_filename else (lambda seconds: name_at(started + timedelta(seconds=seconds))),
+        rename=None if chosen else (lambda seconds: name_at(started + timedelta(seconds=seconds))),
         progress=progress,
     )
     metadata = manifest.complete(

@@ -70,7 +70,12 @@ class Command(BaseDbBackupCommand):
         )
         parser.add_argument("-e", "--encrypt", action="store_true", help="Encrypt with GPG (.gpg).")
         parser.add_argument("-o", "--output-filename", dest="filename", help="Store under this exact name.")
-        parser.add_argument("-O", "--output-path", dest="path", help="Write to this local file instead.")
+        parser.add_argument(
+            "-O",
+            "--output-path",
+            dest="path",
+            help="Write to this local file instead, or to s3://BUCKET/KEY in the S3 backup storage.",
+        )
         parser.add_argument("-x", "--exclude-tables", help="Comma-separated tables whose data is left out.")
         parser.add_argument(
             "-n", "--schema", action="append", default=[], help="PostgreSQL schema to back up (repeatable)."

@@ -29,7 +29,12 @@ class Command(BaseDbBackupCommand):
         parser.add_argument(
             "-o", "--output-filename", dest="filename", help="Archive name (.gpg is still added with -e)."
         )
-        parser.add_argument("-O", "--output-path", dest="path", help="Write to this local file instead.")
+        parser.add_argument(
+            "-O",
+            "--output-path",
+            dest="path",
+            help="Write to this local file instead, or to s3://BUCKET/KEY in the S3 backup storage.",
+        )
 
     def interrupted_outcome(self) -> str:
         return "no media backup was stored."
