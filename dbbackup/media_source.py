@@ -23,10 +23,13 @@ import posixpath
 import re
 import stat
 from collections.abc import Iterator
-from typing import BinaryIO
+from pathlib import Path
+from typing import Any, BinaryIO
 
 from django.core.files.storage import FileSystemStorage
 from django.core.files.storage import Storage as DjangoStorage
+
+from dbbackup.exceptions import DbbackupConfigurationError
 
 logger = logging.getLogger("dbbackup")
 
@@ -201,3 +204,38 @@ def source_for(storage: DjangoStorage, exclude: str | None = None) -> StorageSou
     """The source that reads ``storage`` (on disk for a stock ``FileSystemStorage``), leaving
     out the files in the ``exclude`` folder."""
     return LocalSource(storage, exclude) if is_local(storage) else StorageSource(storage, exclude)
+
+
+def backup_folder_in_media(source: DjangoStorage, storage: Any) -> str | None:
+    """Where the backups lie inside the media folder (a relative path), or ``None``.
+
+    Refuses a local media storage without a folder of its own: with ``MEDIA_ROOT`` empty, Django
+    stores media in the current directory, and a media backup would archive the whole project,
+    its backups included. Refuses backups written straight into the media folder itself.
+    """
+    if not isinstance(source, FileSystemStorage):
+        return None
+    if not source.base_location:
+        raise DbbackupConfigurationError(
+            'The media storage (STORAGES["default"]) has no folder: MEDIA_ROOT is empty, so '
+            f"mediabackup would archive the current directory ({os.getcwd()}). Set MEDIA_ROOT (or "
+            'STORAGES["default"]["OPTIONS"]["location"]) to the folder of your media files.'
+        )
+    backups = getattr(storage.storage, "location", None)
+    if not isinstance(storage.storage, FileSystemStorage) or not backups:
+        return None
+    media_root, backup_root = Path(source.location).resolve(), Path(backups).resolve()
+    if backup_root == media_root:
+        raise DbbackupConfigurationError(
+            f"The backups are stored in the media folder itself ({media_root}): a media backup "
+            'would archive them. Give STORAGES["dbbackup"] a location outside the media folder.'
+        )
+    if media_root not in backup_root.parents:
+        return None
+    inside = backup_root.relative_to(media_root).as_posix()
+    logger.warning(
+        "The backup location %s lies inside the media folder: %s/ is left out of the media backup.",
+        backup_root,
+        inside,
+    )
+    return inside

@@ -17,19 +17,17 @@ other Django storage is backed up too.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any, BinaryIO
 
-from django.core.files.storage import FileSystemStorage, default_storage
 from django.core.files.storage import Storage as DjangoStorage
+from django.core.files.storage import default_storage
 
 from dbbackup import manifest, name_checks, names, retention, s3, settings, signals, tar
-from dbbackup.exceptions import DbbackupConfigurationError, DbbackupError, StorageError
-from dbbackup.media_source import source_for
+from dbbackup.exceptions import DbbackupError, StorageError
+from dbbackup.media_source import backup_folder_in_media, source_for
 from dbbackup.media_target import KEPT, WRITTEN, target_for
 from dbbackup.pipeline._common import (
     choose_encoding,
@@ -163,41 +161,6 @@ def backup_media(
     if post_error is not None:
         raise post_error
     return result
-
-
-def backup_folder_in_media(source: DjangoStorage, storage: Storage) -> str | None:
-    """Where the backups lie inside the media folder (a relative path), or ``None``.
-
-    Refuses a local media storage without a folder of its own: with ``MEDIA_ROOT`` empty, Django
-    stores media in the current directory, and a media backup would archive the whole project,
-    its backups included. Refuses backups written straight into the media folder itself.
-    """
-    if not isinstance(source, FileSystemStorage):
-        return None
-    if not source.base_location:
-        raise DbbackupConfigurationError(
-            'The media storage (STORAGES["default"]) has no folder: MEDIA_ROOT is empty, so '
-            f"mediabackup would archive the current directory ({os.getcwd()}). Set MEDIA_ROOT (or "
-            'STORAGES["default"]["OPTIONS"]["location"]) to the folder of your media files.'
-        )
-    backups = getattr(storage.storage, "location", None)
-    if not isinstance(storage.storage, FileSystemStorage) or not backups:
-        return None
-    media_root, backup_root = Path(source.location).resolve(), Path(backups).resolve()
-    if backup_root == media_root:
-        raise DbbackupConfigurationError(
-            f"The backups are stored in the media folder itself ({media_root}): a media backup "
-            'would archive them. Give STORAGES["dbbackup"] a location outside the media folder.'
-        )
-    if media_root not in backup_root.parents:
-        return None
-    inside = backup_root.relative_to(media_root).as_posix()
-    logger.warning(
-        "The backup location %s lies inside the media folder: %s/ is left out of the media backup.",
-        backup_root,
-        inside,
-    )
-    return inside
 
 
 class _Counter:
