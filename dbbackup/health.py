@@ -44,29 +44,17 @@ if TYPE_CHECKING:
 OK, WARNING, CRITICAL = 0, 1, 2
 STATUS_NAMES = {OK: "ok", WARNING: "warning", CRITICAL: "critical"}
 
-#: Setting name (without ``DBBACKUP_``) -> default.
-DEFAULTS: dict[str, Any] = {
-    "HEALTH_MAX_AGE": timedelta(hours=26),
-    "HEALTH_MIN_COUNT": 1,
-    "HEALTH_MAX_DRILL_AGE": None,
-    "HEALTH_SIZE_DROP": 0.5,
-}
-
-
-def _setting(name: str) -> Any:
-    from django.conf import settings as django_settings
-
-    return getattr(django_settings, f"DBBACKUP_{name}", DEFAULTS[name])
+_setting = settings.get
 
 
 @dataclass(frozen=True)
 class Thresholds:
     """The limits a backup group is held to; ``None`` turns a rule off."""
 
-    max_age: timedelta | None = DEFAULTS["HEALTH_MAX_AGE"]
-    min_count: int = DEFAULTS["HEALTH_MIN_COUNT"]
-    max_drill_age: timedelta | None = DEFAULTS["HEALTH_MAX_DRILL_AGE"]
-    size_drop: float | None = DEFAULTS["HEALTH_SIZE_DROP"]
+    max_age: timedelta | None = timedelta(hours=26)
+    min_count: int = 1
+    max_drill_age: timedelta | None = None
+    size_drop: float | None = 0.5
 
     @classmethod
     def from_settings(cls) -> Thresholds:
