@@ -73,6 +73,13 @@ media_backup_failed = Signal()
 #: ``servername``, ``storage``, ``exception``.
 media_restore_failed = Signal()
 
+FAILURE_SIGNALS = {
+    "backup_failed": backup_failed,
+    "restore_failed": restore_failed,
+    "media_backup_failed": media_backup_failed,
+    "media_restore_failed": media_restore_failed,
+}
+
 logger = logging.getLogger("dbbackup.signals")
 
 
@@ -110,9 +117,10 @@ def send_post(signal: Signal, name: str, sender: type | None, done: str, **kwarg
 
 
 @contextlib.contextmanager
-def failure_reported(signal: Signal, name: str, sender: type | None, **kwargs: Any) -> Iterator[None]:
-    """Send ``signal`` (a ``*_failed`` signal) with ``kwargs`` and ``exception`` if the block
-    raises an ``Exception`` or ``KeyboardInterrupt``, then re-raise it unchanged.
+def on_failure(name: str, sender: type | None, **kwargs: Any) -> Iterator[None]:
+    """Send the failure signal called ``name`` (``"backup_failed"``...) with ``kwargs`` and
+    ``exception`` if the block raises an ``Exception`` or ``KeyboardInterrupt``, then re-raise
+    it unchanged.
 
     Every receiver runs (``send_robust``); one that raises is logged as a warning, and the
     original error still propagates.
@@ -120,7 +128,7 @@ def failure_reported(signal: Signal, name: str, sender: type | None, **kwargs: A
     try:
         yield
     except (Exception, KeyboardInterrupt) as exc:
-        send_failed(signal, name, sender, exc, **kwargs)
+        send_failed(FAILURE_SIGNALS[name], name, sender, exc, **kwargs)
         raise
 
 

@@ -15,7 +15,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from dbbackup import checks, health, names
+from dbbackup import checks, health, names, prometheus
 from dbbackup.management.commands.listbackups import Command as ListBackups
 from dbbackup.storage import get_storage
 
@@ -216,12 +216,12 @@ def test_prometheus_output(store):
     )
     assert samples["dbbackup_last_drill_success", other2] == 1
     assert "dbbackup_last_drill_success" not in {name for name, labels in samples if labels == default}
-    assert {name for name, _ in samples} == {name for name, _, _ in health.METRICS}
+    assert {name for name, _ in samples} == {name for name, _, _ in prometheus.METRICS}
 
 
 def test_prometheus_labels_are_escaped():
     item = health.Item("db", 'we"ird\\name', "line\nbreak", count=0, status=2)
-    text = health.prometheus(health.Report([item], health.Thresholds(), 0.0))
+    text = prometheus.render(health.Report([item], health.Thresholds(), 0.0))
     assert 'dbbackup_backups_count{database="we\\"ird\\\\name",server="line\\nbreak",kind="db"} 0' in text
     parse_prometheus(text)
 
@@ -255,7 +255,7 @@ def test_a_failed_write_leaves_the_old_file_and_no_debris(tmp_path, monkeypatch)
     target.write_text("old\n")
     monkeypatch.setattr(os, "replace", lambda *_: (_ for _ in ()).throw(OSError("disk full")))
     with pytest.raises(OSError, match="disk full"):
-        health.write_atomically(str(target), "new\n")
+        prometheus.write_atomically(str(target), "new\n")
     assert target.read_text() == "old\n"
     assert os.listdir(tmp_path) == ["dbbackup.prom"]
 

@@ -90,8 +90,7 @@ def backup_database(
         connector=connector,
         servername=effective_servername,
     )
-    with signals.failure_reported(
-        signals.backup_failed,
+    with signals.on_failure(
         "backup_failed",
         sender,
         database=connector.settings,

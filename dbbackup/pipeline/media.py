@@ -102,22 +102,17 @@ def backup_media(
     signals.send_pre(
         signals.pre_media_backup, "pre_media_backup", sender, servername=effective_servername, storage=storage
     )
-    with signals.failure_reported(
-        signals.media_backup_failed,
-        "media_backup_failed",
-        sender,
-        servername=effective_servername,
-        storage=storage,
-    ):
-        started = names.now()
+    started = names.now()
 
-        def name_at(when: datetime) -> str:
-            return names.generate_filename(extension, "", effective_servername, "media", when=when) + (
-                ".gpg" if encrypt else ""
-            )
+    def name_at(when: datetime) -> str:
+        return names.generate_filename(extension, "", effective_servername, "media", when=when) + (
+            ".gpg" if encrypt else ""
+        )
 
-        # -o names the archive before encryption, as django-dbbackup's mediabackup does
-        filename = (output_filename + (".gpg" if encrypt else "")) if output_filename else name_at(started)
+    # -o names the archive before encryption, as django-dbbackup's mediabackup does
+    filename = (output_filename + (".gpg" if encrypt else "")) if output_filename else name_at(started)
+    later = None if output_filename else (lambda seconds: name_at(started + timedelta(seconds=seconds)))
+    with signals.on_failure("media_backup_failed", sender, servername=effective_servername, storage=storage):
         source = source_for(media, exclude=backups_inside)
         counter = _Counter()
         filename, local_path, digest = store(
@@ -125,9 +120,7 @@ def backup_media(
             storage=storage,
             filename=filename,
             output_path=output_path,
-            rename=None
-            if output_filename
-            else (lambda seconds: name_at(started + timedelta(seconds=seconds))),
+            rename=later,
             progress=progress,
         )
         metadata = manifest.complete(
@@ -364,14 +357,8 @@ def execute_media_restore(
     report = report or _ignore
     if not announced:
         announce_media_restore(plan, sender=sender)
-    with signals.failure_reported(
-        signals.media_restore_failed,
-        "media_restore_failed",
-        sender,
-        filename=plan.filename,
-        servername=plan.servername,
-        storage=plan.storage,
-    ):
+    about = {"filename": plan.filename, "servername": plan.servername, "storage": plan.storage}
+    with signals.on_failure("media_restore_failed", sender, **about):
         verify_media_backup(plan)
         result = MediaRestoreResult(filename=plan.filename)
 
@@ -408,9 +395,7 @@ def execute_media_restore(
         "post_media_restore",
         sender,
         f"{result.written} media file(s) were restored from {plan.filename}",
-        filename=plan.filename,
-        servername=plan.servername,
-        storage=plan.storage,
+        **about,
     )
     return result
 

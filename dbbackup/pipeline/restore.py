@@ -285,8 +285,7 @@ def execute_restore(
     database_settings = django_settings.DATABASES[plan.database]
     if not announced:
         announce_restore(plan, sender=sender)
-    with signals.failure_reported(
-        signals.restore_failed,
+    with signals.on_failure(
         "restore_failed",
         sender,
         database=database_settings,

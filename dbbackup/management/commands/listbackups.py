@@ -8,7 +8,7 @@ from typing import Any
 
 from django.core.management.base import CommandError
 
-from dbbackup import catalog, health, manifest
+from dbbackup import catalog, health, manifest, prometheus
 from dbbackup.display import human_size
 from dbbackup.management.commands._base import BaseDbBackupCommand
 from dbbackup.storage import get_storage
@@ -136,11 +136,11 @@ class Command(BaseDbBackupCommand):
         if output_format == "json":
             text = json.dumps(report.as_json(), indent=2) + "\n"
         elif output_format == "prometheus":
-            text = health.prometheus(report)
+            text = prometheus.render(report)
         else:
             text = health.text(report) + "\n"
         if options.get("output"):
-            health.write_atomically(options["output"], text)
+            prometheus.write_atomically(options["output"], text)
         else:
             self.stdout.write(text, ending="")
 
