@@ -143,7 +143,8 @@ def check_backup_age(app_configs=None, **kwargs) -> list:
 
     try:
         max_age = health.Thresholds.from_settings().max_age
-        report = health.report(thresholds=health.Thresholds(max_age=max_age, min_count=0, size_drop=None))
+        thresholds = health.Thresholds(max_age=max_age, min_count=0, size_drop=None)
+        report = health.report(thresholds=thresholds, drills=False)
         problems = []
         for item in report.items:
             if item.kind != "db":

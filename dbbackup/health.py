@@ -33,6 +33,7 @@ from django.utils import timezone
 
 from dbbackup import catalog, settings
 from dbbackup.exceptions import DbbackupConfigurationError
+from dbbackup.names import database_name_for_filename
 from dbbackup.retention import describe_duration, parse_duration
 
 if TYPE_CHECKING:
@@ -205,9 +206,15 @@ def _metadata(storage: Storage, entry: catalog.Entry) -> dict[str, Any] | None:
 
 
 def assess(
-    storage: Storage, item: Item, entries: list[catalog.Entry], thresholds: Thresholds, now: float
+    storage: Storage,
+    item: Item,
+    entries: list[catalog.Entry],
+    thresholds: Thresholds,
+    now: float,
+    drills: bool = True,
 ) -> Item:
-    """Fill ``item`` from its group's ``entries`` (oldest first) and judge it."""
+    """Fill ``item`` from its group's ``entries`` (oldest first) and judge it; ``drills=False``
+    reads no sidecar (drill fields stay ``None``)."""
     item.count = len(entries)
     if not entries:
         item.flag(CRITICAL, "no backup")
@@ -242,7 +249,8 @@ def assess(
             f"the newest backup is {-item.size_change:.0%} smaller than the previous one "
             f"({item.newest_size} < {item.previous_size} bytes)",
         )
-    _assess_drills(storage, item, entries, thresholds, now)
+    if drills:
+        _assess_drills(storage, item, entries, thresholds, now)
     return item
 
 
@@ -283,11 +291,17 @@ def _by_server(entries: list[catalog.Entry]) -> dict[str | None, list[catalog.En
 
 
 def report(
-    storage: Storage | None = None, *, thresholds: Thresholds | None = None, now: float | None = None
+    storage: Storage | None = None,
+    *,
+    thresholds: Thresholds | None = None,
+    now: float | None = None,
+    drills: bool = True,
 ) -> Report:
     """The health of every database of ``DBBACKUP_DATABASES`` and of media, in ``storage``.
 
-    ``now`` is a Unix time (default: the current time). A storage that cannot be listed gives a
+    ``now`` is a Unix time (default: the current time). Drills are read from the sidecars,
+    newest backup first, until a successful one is found (so a group never drilled costs one
+    read per backup); ``drills=False`` skips them. A storage that cannot be listed gives a
     critical item rather than an exception; bad settings raise
     :class:`~dbbackup.exceptions.DbbackupConfigurationError`.
     """
@@ -308,15 +322,13 @@ def report(
             items.append(item)
         return Report(items, thresholds, now)
     for alias in aliases:
-        from dbbackup.names import database_name_for_filename
-
         wanted = {alias, database_name_for_filename(alias)}
         mine = [entry for entry in db_entries if entry.database in wanted]
         groups = _by_server(mine) or {None: []}
         for server, group in sorted(groups.items(), key=lambda pair: pair[0] or ""):
-            items.append(assess(storage, Item("db", alias, server), group, thresholds, now))
+            items.append(assess(storage, Item("db", alias, server), group, thresholds, now, drills))
     for server, group in sorted(_by_server(media_entries).items(), key=lambda pair: pair[0] or ""):
-        items.append(assess(storage, Item("media", None, server), group, thresholds, now))
+        items.append(assess(storage, Item("media", None, server), group, thresholds, now, drills))
     return Report(items, thresholds, now)
 
 

@@ -343,3 +343,13 @@ def test_the_deploy_check_never_fails(store, settings, monkeypatch):
     monkeypatch.setattr(health, "report", broken)
     [message] = deploy_messages(deploy=True)
     assert message.msg == "The age of the backups could not be checked: RuntimeError: storage exploded"
+
+
+def test_manage_py_check_deploy_reports_w030_without_failing(store):
+    store(timedelta(days=2))
+    store(timedelta(hours=1), alias="other")
+    out, err = io.StringIO(), io.StringIO()
+    call_command("check", stdout=out, stderr=err)
+    assert "W030" not in out.getvalue() + err.getvalue()
+    call_command("check", "--deploy", stdout=out, stderr=err)  # warnings never raise SystemCheckError
+    assert "(dbbackup.W030) Database 'default' on web1: the newest backup is 2 days old" in err.getvalue()
