@@ -11,6 +11,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from dbbackup import signals
+from dbbackup.db.base import BaseDBConnector
 from dbbackup.db.exceptions import CommandConnectorError
 from dbbackup.management.commands import dbbackup as dbbackup_command
 from dbbackup.management.commands import dbrestore as dbrestore_command
@@ -170,3 +171,24 @@ def test_a_corrupt_media_backup_sends_media_restore_failed(media, record):
     assert call_args["filename"] == name
     assert str(call_args["exception"]) in str(info.value)
     assert post.calls == []
+
+
+class InterruptedConnector(BaseDBConnector):
+    """Its dump is interrupted (Ctrl-C while the dump runs)."""
+
+    extension = "bin"
+
+    def _create_dump(self):
+        raise KeyboardInterrupt
+
+    def _restore_dump(self, dump):
+        raise AssertionError("not used")
+
+
+def test_ctrl_c_sends_backup_failed_with_the_keyboard_interrupt(backup_dir, record, settings):
+    settings.DBBACKUP_CONNECTORS = {"default": {"CONNECTOR": f"{__name__}.InterruptedConnector"}}
+    failed = record(signals.backup_failed)
+    with pytest.raises(KeyboardInterrupt):
+        call("dbbackup", "-d", "default", "--noinput", "-q")
+    [call_args] = failed.calls
+    assert isinstance(call_args["exception"], KeyboardInterrupt)
