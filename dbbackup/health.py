@@ -336,7 +336,7 @@ def text(health: Report) -> str:
     """A short report for people: one line per item, then the overall status."""
     lines = []
     for item in health.items:
-        where = item.database if item.kind == "db" else "media"
+        where = f"db {item.database}" if item.kind == "db" else "media"
         server = f" on {item.server}" if item.server else ""
         age = (
             describe_duration(timedelta(seconds=item.newest_age_seconds))
@@ -356,7 +356,7 @@ def text(health: Report) -> str:
             else "no backup"
         )
         lines.append(
-            f"{STATUS_NAMES[item.status].upper():<8} {item.kind} {where}{server}: {newest}, "
+            f"{STATUS_NAMES[item.status].upper():<8} {where}{server}: {newest}, "
             f"{item.count} backup(s), last successful drill {drill}"
         )
         lines += [f"         {problem}" for problem in item.problems]

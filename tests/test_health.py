@@ -164,6 +164,8 @@ def test_json_fields_are_stable(store):
     assert (first["newest_size"], first["previous_size"], first["size_change"]) == (900, 1000, -0.1)
     assert 2 * 3600 <= first["newest_age_seconds"] < 2 * 3600 + 60
     assert abs(first["newest_timestamp"] + first["newest_age_seconds"] - document["generated_timestamp"]) < 1
+    media_line = r"^OK +media on web1: newest web1-.*\.tar \(3 hours old, 2048 bytes\)"
+    assert re.search(media_line, run_health()[1], re.M)
     media = document["items"][-1]
     assert (media["kind"], media["database"], media["server"], media["newest_size"]) == (
         "media",
