@@ -132,3 +132,43 @@ def check_environment(app_configs=None, **kwargs) -> list:
         )
         for finding in environment.all_findings()
     ]
+
+
+@register("dbbackup", deploy=True)
+def check_backup_age(app_configs=None, **kwargs) -> list:
+    """``check --deploy`` only (W030): warn when a database of ``DBBACKUP_DATABASES`` has no
+    backup, or its newest backup is older than ``DBBACKUP_HEALTH_MAX_AGE``. Never raises: a
+    storage that cannot be read, or a bad setting, is a W030 warning too."""
+    from dbbackup import health
+
+    try:
+        max_age = health.Thresholds.from_settings().max_age
+        thresholds = health.Thresholds(max_age=max_age, min_count=0, size_drop=None)
+        report = health.report(thresholds=thresholds, drills=False)
+        problems = []
+        for item in report.items:
+            if item.kind != "db":
+                continue
+            stale = (
+                max_age is not None
+                and item.newest_age_seconds is not None
+                and item.newest_age_seconds > max_age.total_seconds()
+            )
+            if item.newest is None or stale:
+                where = f"Database {item.database!r}" + (f" on {item.server}" if item.server else "")
+                reasons = [problem.split(": ", 1)[1] for problem in item.problems if "drill" not in problem]
+                problems.append(
+                    Warning(
+                        f"{where}: {'; '.join(reasons)}.",
+                        hint="Check that the backup job runs; manage.py listbackups --health gives details.",
+                        id="dbbackup.W030",
+                    )
+                )
+        return problems
+    except Exception as exc:
+        return [
+            Warning(
+                f"The age of the backups could not be checked: {type(exc).__name__}: {exc}",
+                id="dbbackup.W030",
+            )
+        ]

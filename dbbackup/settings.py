@@ -18,6 +18,7 @@ from __future__ import annotations
 import socket
 import tempfile
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings as django_settings
@@ -78,6 +79,11 @@ _DEFAULTS: dict[str, tuple[str | None, Any]] = {
     "CLEANUP_KEEP_WEEKLY": ("DBBACKUP_CLEANUP_KEEP_WEEKLY", 0),
     "CLEANUP_KEEP_MONTHLY": ("DBBACKUP_CLEANUP_KEEP_MONTHLY", 0),
     "CLEANUP_KEEP_YEARLY": ("DBBACKUP_CLEANUP_KEEP_YEARLY", 0),
+    # New in dbbackup: the thresholds of ``listbackups --health`` and check W030 (dbbackup.health).
+    "HEALTH_MAX_AGE": ("DBBACKUP_HEALTH_MAX_AGE", lambda: timedelta(hours=26)),
+    "HEALTH_MIN_COUNT": ("DBBACKUP_HEALTH_MIN_COUNT", 1),
+    "HEALTH_MAX_DRILL_AGE": ("DBBACKUP_HEALTH_MAX_DRILL_AGE", None),
+    "HEALTH_SIZE_DROP": ("DBBACKUP_HEALTH_SIZE_DROP", 0.5),
     # Read for compatibility only: media comes from STORAGES["default"] (check dbbackup.W013).
     "MEDIA_PATH": ("DBBACKUP_MEDIA_PATH", _media_root),
     "DATE_FORMAT": ("DBBACKUP_DATE_FORMAT", "%Y-%m-%d-%H%M%S"),

@@ -1,4 +1,4 @@
-"""The eight signals dbbackup sends around its operations.
+"""The eight signals dbbackup sends around its operations, and four failure signals.
 
 Every signal is sent with ``Signal.send()``: a receiver's exception propagates. A raising
 ``pre_*`` receiver stops the operation before anything is written or restored. ``post_*``
@@ -9,12 +9,21 @@ reported afterwards without undoing anything.
 ``dbbackup.management.commands.<name>``). ``servername`` is the effective server name: the
 ``--servername`` value, else ``DBBACKUP_HOSTNAME``. ``storage`` is the
 :class:`dbbackup.storage.Storage` wrapper.
+
+The failure signals (``backup_failed``, ``restore_failed``, ``media_backup_failed``,
+``media_restore_failed``) are new in dbbackup. Each is sent with its ``pre_*`` signal's
+arguments plus ``exception`` when the operation fails after its ``pre_*`` signal was sent and
+before the work is complete (a ``post_*`` receiver's failure is not a failure of the work, and a
+``pre_*`` veto is not a failure either: nothing was attempted). They are sent with
+``send_robust``: a failing receiver is logged and never hides the original error, which is
+raised unchanged afterwards.
 """
 
 import contextlib
 import logging
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 from django.dispatch import Signal
 
@@ -46,6 +55,32 @@ pre_media_restore = Signal()
 
 #: After a media restore. Kwargs: ``filename``, ``servername``, ``storage``.
 post_media_restore = Signal()
+
+#: New in dbbackup: a database backup failed after ``pre_backup``. Kwargs: those of
+#: ``pre_backup`` (``database``, ``connector``, ``servername``) and ``exception``.
+backup_failed = Signal()
+
+#: New in dbbackup: a database restore failed after ``pre_restore``. Kwargs: those of
+#: ``pre_restore`` (``database``, ``database_name``, ``filename``, ``servername``, ``storage``)
+#: and ``exception``.
+restore_failed = Signal()
+
+#: New in dbbackup: a media backup failed after ``pre_media_backup``. Kwargs: ``servername``,
+#: ``storage``, ``exception``.
+media_backup_failed = Signal()
+
+#: New in dbbackup: a media restore failed after ``pre_media_restore``. Kwargs: ``filename``,
+#: ``servername``, ``storage``, ``exception``.
+media_restore_failed = Signal()
+
+FAILURE_SIGNALS = {
+    "backup_failed": backup_failed,
+    "restore_failed": restore_failed,
+    "media_backup_failed": media_backup_failed,
+    "media_restore_failed": media_restore_failed,
+}
+
+logger = logging.getLogger("dbbackup.signals")
 
 
 def send_pre(signal: Signal, name: str, sender: type | None, **kwargs) -> None:
@@ -79,6 +114,38 @@ def send_post(signal: Signal, name: str, sender: type | None, done: str, **kwarg
             f"{done}, and is kept, but a {name} receiver failed: {_message(failures[0])}",
             signal_name=name,
         ) from failures[0]
+
+
+@contextlib.contextmanager
+def on_failure(name: str, sender: type | None, **kwargs: Any) -> Iterator[None]:
+    """Send the failure signal called ``name`` (``"backup_failed"``...) with ``kwargs`` and
+    ``exception`` if the block raises an ``Exception`` or ``KeyboardInterrupt``, then re-raise
+    it unchanged.
+
+    Every receiver runs (``send_robust``); one that raises is logged as a warning, and the
+    original error still propagates.
+    """
+    try:
+        yield
+    except (Exception, KeyboardInterrupt) as exc:
+        send_failed(FAILURE_SIGNALS[name], name, sender, exc, **kwargs)
+        raise
+
+
+def send_failed(
+    signal: Signal, name: str, sender: type | None, exception: BaseException, **kwargs: Any
+) -> None:
+    """Send a failure signal to every receiver; a receiver's own error is logged, never raised."""
+    with _quiet_dispatch_log():
+        responses = signal.send_robust(sender=sender, exception=exception, **kwargs)
+    for receiver, response in responses:
+        if isinstance(response, Exception):
+            logger.warning(
+                "A %s receiver (%s) failed: %s",
+                name,
+                getattr(receiver, "__qualname__", repr(receiver)),
+                _message(response),
+            )
 
 
 def _message(exc: BaseException) -> str:

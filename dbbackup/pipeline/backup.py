@@ -92,41 +92,48 @@ def backup_database(
         connector=connector,
         servername=effective_servername,
     )
-    base_metadata = manifest.base_metadata(connector.settings["ENGINE"], connector.path())
-    started = names.now()
-    filename = output_filename or names.generate_filename(
-        extension, database, effective_servername, when=started
-    )
-
-    def later_name(seconds: int) -> str:
-        return names.generate_filename(
-            extension, database, effective_servername, when=started + timedelta(seconds=seconds)
+    with signals.on_failure(
+        "backup_failed",
+        sender,
+        database=connector.settings,
+        connector=connector,
+        servername=effective_servername,
+    ):
+        base_metadata = manifest.base_metadata(connector.settings["ENGINE"], connector.path())
+        started = names.now()
+        filename = output_filename or names.generate_filename(
+            extension, database, effective_servername, when=started
         )
 
-    migrations = schema.applied_migrations(database, connector.settings)
-    connector.stream_compressed = codec is not None
-    filename, local_path, digest = store(
-        encode(connector.create_dump(), codec, encrypt),
-        storage=storage,
-        filename=filename,
-        output_path=output_path,
-        rename=None if output_filename else later_name,
-        progress=progress,
-    )
+        def later_name(seconds: int) -> str:
+            return names.generate_filename(
+                extension, database, effective_servername, when=started + timedelta(seconds=seconds)
+            )
 
-    metadata = manifest.complete(
-        base_metadata,
-        content_type="db",
-        database=database,
-        servername=effective_servername,
-        size=digest.size,
-        sha256=digest.sha256,
-        compression=codec.name if codec else None,
-        encrypted=encrypt,
-        exclude=connector.exclude,
-        migrations=migrations,
-    )
-    write_metadata(storage, filename, local_path, metadata)
+        migrations = schema.applied_migrations(database, connector.settings)
+        connector.stream_compressed = codec is not None
+        filename, local_path, digest = store(
+            encode(connector.create_dump(), codec, encrypt),
+            storage=storage,
+            filename=filename,
+            output_path=output_path,
+            rename=None if output_filename else later_name,
+            progress=progress,
+        )
+
+        metadata = manifest.complete(
+            base_metadata,
+            content_type="db",
+            database=database,
+            servername=effective_servername,
+            size=digest.size,
+            sha256=digest.sha256,
+            compression=codec.name if codec else None,
+            encrypted=encrypt,
+            exclude=connector.exclude,
+            migrations=migrations,
+        )
+        write_metadata(storage, filename, local_path, metadata)
     result = BackupResult(
         database=database,
         filename=filename,

@@ -111,27 +111,29 @@ def backup_media(
 
     # -o names the archive before encryption, as django-dbbackup's mediabackup does
     chosen = s3_name or (output_filename + (".gpg" if encrypt else "") if output_filename else None)
-    source = source_for(media, exclude=backups_inside)
-    counter = _Counter()
-    filename, local_path, digest = store(
-        encode(IteratorReader(tar.stream_tar(source, on_added=counter.add)), codec, encrypt),
-        storage=storage,
-        filename=chosen or name_at(started),
-        output_path=output_path,
-        rename=None if chosen else (lambda seconds: name_at(started + timedelta(seconds=seconds))),
-        progress=progress,
-    )
-    metadata = manifest.complete(
-        {"content_type": "media"},
-        content_type="media",
-        database=None,
-        servername=effective_servername,
-        size=digest.size,
-        sha256=digest.sha256,
-        compression=codec.name if codec else None,
-        encrypted=encrypt,
-    )
-    write_metadata(storage, filename, local_path, metadata)
+    later = None if chosen else (lambda seconds: name_at(started + timedelta(seconds=seconds)))
+    with signals.on_failure("media_backup_failed", sender, servername=effective_servername, storage=storage):
+        source = source_for(media, exclude=backups_inside)
+        counter = _Counter()
+        filename, local_path, digest = store(
+            encode(IteratorReader(tar.stream_tar(source, on_added=counter.add)), codec, encrypt),
+            storage=storage,
+            filename=chosen or name_at(started),
+            output_path=output_path,
+            rename=later,
+            progress=progress,
+        )
+        metadata = manifest.complete(
+            {"content_type": "media"},
+            content_type="media",
+            database=None,
+            servername=effective_servername,
+            size=digest.size,
+            sha256=digest.sha256,
+            compression=codec.name if codec else None,
+            encrypted=encrypt,
+        )
+        write_metadata(storage, filename, local_path, metadata)
     result = MediaBackupResult(
         filename=filename,
         size=digest.size,
@@ -320,45 +322,45 @@ def execute_media_restore(
     report = report or _ignore
     if not announced:
         announce_media_restore(plan, sender=sender)
-    verify_media_backup(plan)
-    result = MediaRestoreResult(filename=plan.filename)
+    about = {"filename": plan.filename, "servername": plan.servername, "storage": plan.storage}
+    with signals.on_failure("media_restore_failed", sender, **about):
+        verify_media_backup(plan)
+        result = MediaRestoreResult(filename=plan.filename)
 
-    def on_link(name: str) -> None:
-        result.skipped_links += 1
-        report("link", name)
+        def on_link(name: str) -> None:
+            result.skipped_links += 1
+            report("link", name)
 
-    def warn(message: str) -> None:
-        result.skipped += 1
-        report("skipped", message)
+        def warn(message: str) -> None:
+            result.skipped += 1
+            report("skipped", message)
 
-    target = target_for(media_storage(), replace=plan.replace, warn=warn)
-    result.removed_partials = target.prepare()
-    stream, digest = _open_archive(plan, progress)
-    try:
-        for member in tar.files(stream, on_link):
-            try:
-                outcome = target.write(member.name, member.content, member.size)
-            except StorageError as exc:
-                done = f"{result.written} file(s) were restored before this one."
-                raise StorageError(f"{str(exc).rstrip('.')}. {done}") from exc
-            if outcome == WRITTEN:
-                result.written += 1
-            elif outcome == KEPT:
-                result.kept += 1
-                report("kept", member.name)
-        while stream.read(CHUNK_SIZE):
-            pass
-    finally:
-        stream.close()
+        target = target_for(media_storage(), replace=plan.replace, warn=warn)
+        result.removed_partials = target.prepare()
+        stream, digest = _open_archive(plan, progress)
+        try:
+            for member in tar.files(stream, on_link):
+                try:
+                    outcome = target.write(member.name, member.content, member.size)
+                except StorageError as exc:
+                    done = f"{result.written} file(s) were restored before this one."
+                    raise StorageError(f"{str(exc).rstrip('.')}. {done}") from exc
+                if outcome == WRITTEN:
+                    result.written += 1
+                elif outcome == KEPT:
+                    result.kept += 1
+                    report("kept", member.name)
+            while stream.read(CHUNK_SIZE):
+                pass
+        finally:
+            stream.close()
     result.verified = digest.expected_sha256 is not None
     signals.send_post(
         signals.post_media_restore,
         "post_media_restore",
         sender,
         f"{result.written} media file(s) were restored from {plan.filename}",
-        filename=plan.filename,
-        servername=plan.servername,
-        storage=plan.storage,
+        **about,
     )
     return result
 

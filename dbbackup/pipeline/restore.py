@@ -285,15 +285,24 @@ def execute_restore(
     database_settings = django_settings.DATABASES[plan.database]
     if not announced:
         announce_restore(plan, sender=sender)
-    if plan.connector.verify_before_restore:
-        verify_backup(plan)  # this engine cannot roll back: check everything before starting
-    stream, digest = open_backup(plan, progress)
-    plan.connector.stream_checksummed = digest.expected_sha256 is not None
-    counted = CountingReader(stream)
-    try:
-        plan.connector.restore_dump(counted)
-    finally:
-        counted.close()
+    with signals.on_failure(
+        "restore_failed",
+        sender,
+        database=database_settings,
+        database_name=plan.database,
+        filename=plan.filename,
+        servername=plan.servername,
+        storage=plan.storage,
+    ):
+        if plan.connector.verify_before_restore:
+            verify_backup(plan)  # this engine cannot roll back: check everything before starting
+        stream, digest = open_backup(plan, progress)
+        plan.connector.stream_checksummed = digest.expected_sha256 is not None
+        counted = CountingReader(stream)
+        try:
+            plan.connector.restore_dump(counted)
+        finally:
+            counted.close()
     signals.send_post(
         signals.post_restore,
         "post_restore",

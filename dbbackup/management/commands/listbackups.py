@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
-from dbbackup import catalog, manifest
+from django.core.management.base import CommandError
+
+from dbbackup import catalog, health, manifest, prometheus
 from dbbackup.display import human_size
 from dbbackup.management.commands._base import BaseDbBackupCommand
 from dbbackup.storage import get_storage
@@ -24,6 +27,10 @@ def _line(cells: tuple[str, ...], widths: list[int]) -> str:
 
 class Command(BaseDbBackupCommand):
     help = "List the backups in the backup storage, oldest first."
+
+    #: With ``--health``: 0 ok, 1 warning, 2 critical (Nagios). On the command line it becomes
+    #: the exit status; ``call_command`` callers pass a ``Command()`` instance and read it here.
+    health_status: int | None = None
 
     def add_arguments(self, parser) -> None:
         super().add_arguments(parser)
@@ -48,12 +55,34 @@ class Command(BaseDbBackupCommand):
         parser.add_argument("-c", "--content-type", choices=["db", "media"], help="Only this kind of backup.")
         parser.add_argument(
             "--format",
-            choices=["table", "json"],
+            choices=["table", "json", "prometheus"],
             default="table",
-            help="A table for people or JSON for scripts.",
+            help="A table for people or JSON for scripts; prometheus (with --health only) for "
+            "node_exporter's textfile collector.",
+        )
+        parser.add_argument(
+            "--health",
+            action="store_true",
+            help="Report the health of the backups (age, size, count, drills) instead of listing "
+            "them; exit status 0 ok, 1 warning, 2 critical.",
+        )
+        parser.add_argument(
+            "--output",
+            metavar="PATH",
+            help="With --health: write the report to this file (atomically) instead of stdout.",
         )
 
+    def run_from_argv(self, argv: list[str]) -> None:
+        super().run_from_argv(argv)
+        if self.health_status:
+            sys.exit(self.health_status)
+
     def handle(self, *args: Any, **options: Any) -> None:
+        if options.get("health"):
+            self._health(options)
+            return
+        if options.get("format") == "prometheus" or options.get("output"):
+            raise CommandError("--format prometheus and --output go with --health.")
         storage = get_storage()
         entries = catalog.find(
             storage,
@@ -85,6 +114,35 @@ class Command(BaseDbBackupCommand):
         ]
         for row in ([header] if not self.quiet else []) + rows:
             self.stdout.write(_line(row, widths))
+
+    def _health(self, options: dict[str, Any]) -> None:
+        filters = [
+            flag
+            for flag, key in (("-d", "database"), ("-s", "servername"), ("-c", "content_type"))
+            if options.get(key) is not None
+        ]
+        filters += [
+            flag
+            for flag, key in (("-z/-Z", "compressed"), ("-e/-E", "encrypted"))
+            if options.get(key) is not None
+        ]
+        if filters:
+            raise CommandError(
+                f"--health reports every database and media; it takes no {', '.join(filters)}."
+            )
+        report = health.report()
+        self.health_status = report.status
+        output_format = options.get("format")
+        if output_format == "json":
+            text = json.dumps(report.as_json(), indent=2) + "\n"
+        elif output_format == "prometheus":
+            text = prometheus.render(report)
+        else:
+            text = health.text(report) + "\n"
+        if options.get("output"):
+            prometheus.write_atomically(options["output"], text)
+        else:
+            self.stdout.write(text, ending="")
 
     def _as_json(self, storage, entry: catalog.Entry) -> dict[str, Any]:
         metadata = (
