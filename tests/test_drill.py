@@ -230,3 +230,63 @@ def test_record_drill_keeps_upstream_sidecars_untouched_and_last_drill_reads_it(
     assert manifest.last_drill(recorded) == drill
     assert "drill" not in ours["dbbackup"]  # a copy
     assert manifest.last_drill({"dbbackup": {"drill": {"ok": "yes"}}}) is None
+
+
+def test_an_encrypted_compressed_backup_is_drilled_with_its_passphrase(backup_dir, gpg_settings, tmp_path):
+    from tests import gpg
+
+    gpg_settings.DBBACKUP_TMP_DIR = str(tmp_path)
+    gpg_settings.DBBACKUP_GPG_RECIPIENT = "protected@example.com"
+    add_known_data("default", count=2)
+    command("dbbackup", "-d", "default", "-z", "-e")
+    with pytest.raises(CommandError, match="FAILED"):
+        command("dbrestore", "--drill", "-d", "default", "-c", "-p", "wrong passphrase")
+    out = command("dbrestore", "--drill", "-d", "default", "-c", "-p", gpg.PASSPHRASE)
+    assert "passed" in out
+
+
+@pytest.mark.postgres
+def test_a_drill_without_the_right_to_create_a_database_says_so_in_one_line(backup_dir, settings):
+    role = f"dbbackup_drill_nocreate_{os.getpid()}"
+    with connections["postgres"].cursor() as cursor:
+        cursor.execute(f'CREATE ROLE "{role}" LOGIN NOCREATEDB')
+    try:
+        name = pipeline.backup_database("postgres").filename
+        settings.DBBACKUP_CONNECTORS = {"postgres": {"USER": role}}
+        with pytest.raises(CommandError) as raised:
+            command("dbrestore", "--drill", "-d", "postgres", "-i", name)
+        message = str(raised.value)
+        assert "Could not create the scratch database" in message
+        assert "permission denied" in message
+        assert "CREATEDB" in message
+        assert "\n" not in message
+        assert manifest.last_drill(sidecar(backup_dir, name))["ok"] is False
+    finally:
+        with connections["postgres"].cursor() as cursor:
+            cursor.execute(f'DROP ROLE IF EXISTS "{role}"')
+
+
+def test_a_model_table_missing_from_the_backup_fails_the_drill(backup_dir, settings, tmp_path, monkeypatch):
+    from dbbackup.pipeline import drill
+
+    settings.DBBACKUP_TMP_DIR = str(tmp_path)
+    name = pipeline.backup_database("default").filename
+    real = drill.model_tables
+    monkeypatch.setattr(drill, "model_tables", lambda alias: [*real(alias), "testapp_not_in_the_backup"])
+    with pytest.raises(CommandError, match="lacks 1 model table.*testapp_not_in_the_backup"):
+        command("dbrestore", "--drill", "-d", "default", "-i", name)
+    assert manifest.last_drill(sidecar(backup_dir, name))["ok"] is False
+
+
+@pytest.mark.postgres
+def test_the_plain_sql_postgresql_connector_is_drilled_too(backup_dir, settings):
+    settings.DBBACKUP_CONNECTORS = {"postgres": {"CONNECTOR": "dbbackup.db.postgresql.PgDumpConnector"}}
+    add_known_data("postgres", count=2)
+    name = pipeline.backup_database("postgres").filename
+    before = fingerprint("postgres")
+    assert "passed" in command("dbrestore", "--drill", "-d", "postgres", "-i", name)
+    assert fingerprint("postgres") == before
+    drill = manifest.last_drill(sidecar(backup_dir, name))
+    assert drill["rows"]["testapp_note"] == 2
+    assert "psql" in drill["tools"]
+    assert drill_databases("postgres") == []
