@@ -13,6 +13,7 @@ from django.db import connections
 
 from dbbackup import manifest, pipeline
 from dbbackup.exceptions import MetadataError
+from dbbackup.storage import get_storage
 from tests.faults.support import fingerprint
 from tests.helpers import add_known_data
 from tests.testapp.models import Note
@@ -76,6 +77,8 @@ def test_sqlite_drill_passes_records_rows_and_leaves_the_database_alone(backup_d
     assert drill["tools"]["sqlite3"]
     assert drill["seconds"] >= 0
     assert os.listdir(tmp_path / "tmp") == []  # the scratch file is gone
+    command("dbrestore", "-d", "default", "-i", name)  # the recorded drill does not hinder a restore
+    assert Note.objects.count() == 4
 
 
 @pytest.mark.parametrize("alias", SERVERS)
@@ -290,3 +293,34 @@ def test_the_plain_sql_postgresql_connector_is_drilled_too(backup_dir, settings)
     assert drill["rows"]["testapp_note"] == 2
     assert "psql" in drill["tools"]
     assert drill_databases("postgres") == []
+
+
+def test_ignore_metadata_drills_a_backup_with_a_damaged_sidecar_and_leaves_it_alone(
+    backup_dir, settings, tmp_path
+):
+    settings.DBBACKUP_TMP_DIR = str(tmp_path)
+    name = pipeline.backup_database("default").filename
+    (backup_dir / f"{name}.metadata").write_text("{not json")
+    with pytest.raises(CommandError, match="damaged"):
+        command("dbrestore", "--drill", "-d", "default", "-i", name)
+    out = command("dbrestore", "--drill", "-d", "default", "-i", name, "--ignore-metadata")
+    assert "passed" in out
+    assert "not recorded: the sidecar is not a JSON object" in out
+    assert (backup_dir / f"{name}.metadata").read_text() == "{not json"
+
+
+def test_the_outcome_is_recorded_in_a_storage_that_cannot_rename(settings, tmp_path):
+    from dbbackup import catalog
+
+    settings.DBBACKUP_TMP_DIR = str(tmp_path)
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "dbbackup": {"BACKEND": "django.core.files.storage.InMemoryStorage"},
+    }
+    name = pipeline.backup_database("default").filename
+    assert "passed" in command("dbrestore", "--drill", "-d", "default", "-i", name)
+    storage = get_storage()
+    metadata = catalog.read_metadata(storage, name)
+    assert manifest.last_drill(metadata)["ok"] is True
+    assert manifest.integrity(metadata)[0]  # the rest of the sidecar is kept
+    assert sorted(storage.walk()) == [name, f"{name}.metadata"]
