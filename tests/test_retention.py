@@ -219,6 +219,7 @@ def test_listbackups_json_for_scripts(backup_dir):
         "codec": None,
         "checksum": "sha256:" + "ab" * 32,
         "recognised": True,
+        "drill": None,
     }
     second = listed[day(2, ext="sqlite3.gz.gpg")]
     assert (second["codec"], second["compressed"], second["encrypted"], second["checksum"]) == (
