@@ -136,3 +136,42 @@ def test_a_killed_sqlite_drill_leaves_a_scratch_file_that_the_next_drill_removes
     assert "passed" in drill("default", name)
     assert list(scratch_dir.iterdir()) == []
     assert fingerprint("default") == before
+
+
+def test_a_killed_media_drill_leaves_a_scratch_folder_that_the_next_drill_removes(
+    backup_dir, settings, tmp_path
+):
+    scratch_dir = tmp_path / "tmp"
+    scratch_dir.mkdir()
+    media = tmp_path / "media"
+    media.mkdir()
+    for number in range(4):
+        (media / f"file{number}.bin").write_bytes(os.urandom(1024 * 1024))
+    settings.DBBACKUP_TMP_DIR = str(scratch_dir)
+    backend = {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(media)}}
+    settings.STORAGES = {**settings.STORAGES, "default": backend}
+    name = pipeline.backup_media().filename
+    before = sorted(p.name for p in media.iterdir())
+    proc = start_command(
+        "mediarestore", "--drill", "-i", name, "--noinput", settings=slow_storage(backup_dir)
+    )
+
+    def owned() -> list[Path]:
+        if proc.poll() is not None:
+            raise AssertionError(f"the drill ended ({proc.returncode}) before it was killed")
+        return [
+            p
+            for p in scratch_dir.iterdir()
+            if p.name.startswith(".dbbackup-drill-") and f"-{proc.pid}-" in p.name
+        ]
+
+    [left] = wait_for(owned, timeout=60, what="the media drill's scratch folder")
+    time.sleep(0.3)
+    kill(proc.pid)
+    assert reap(proc) == -9
+    assert left.is_dir()
+    out, err = io.StringIO(), io.StringIO()
+    call_command("mediarestore", "--drill", "-i", name, "--noinput", stdout=out, stderr=err)
+    assert "passed" in err.getvalue()
+    assert list(scratch_dir.iterdir()) == []
+    assert sorted(p.name for p in media.iterdir()) == before
