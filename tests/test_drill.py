@@ -324,3 +324,20 @@ def test_the_outcome_is_recorded_in_a_storage_that_cannot_rename(settings, tmp_p
     assert manifest.last_drill(metadata)["ok"] is True
     assert manifest.integrity(metadata)[0]  # the rest of the sidecar is kept
     assert sorted(storage.walk()) == [name, f"{name}.metadata"]
+
+
+def test_a_hostile_media_archive_fails_its_drill_and_writes_nothing_outside(backup_dir, settings, tmp_path):
+    import tarfile
+
+    settings.DBBACKUP_TMP_DIR = str(tmp_path / "tmp")
+    (tmp_path / "tmp").mkdir()
+    name = "testhost-2026-01-01-000000.tar"
+    backup_dir.mkdir(exist_ok=True)
+    with tarfile.open(backup_dir / name, "w") as archive:
+        info = tarfile.TarInfo("../escaped.txt")
+        info.size = 3
+        archive.addfile(info, io.BytesIO(b"bad"))
+    with pytest.raises(CommandError, match=r"Drill of .* FAILED: .*escaped\.txt"):
+        command("mediarestore", "--drill", "-i", name)
+    assert not (tmp_path / "escaped.txt").exists()
+    assert os.listdir(tmp_path / "tmp") == []

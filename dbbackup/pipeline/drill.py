@@ -33,7 +33,7 @@ from django.db import router
 from dbbackup import catalog, drill_scratch, leftovers, manifest, names, process, tar
 from dbbackup.exceptions import DbbackupError
 from dbbackup.media_target import target_for
-from dbbackup.pipeline.media import MediaRestorePlan, _open_archive
+from dbbackup.pipeline.media import MediaRestorePlan, _open_archive, verify_media_backup
 from dbbackup.pipeline.restore import RestorePlan, open_backup, verify_backup
 from dbbackup.storage import _local_path
 from dbbackup.streams import CHUNK_SIZE, CountingReader
@@ -135,6 +135,7 @@ def drill_media(plan: MediaRestorePlan) -> DrillResult:
     folder = None
     try:
         folder = drill_scratch.scratch_folder()
+        verify_media_backup(plan)  # the first pass checks every member, as mediarestore does
         skipped: list[str] = []
         target = target_for(FileSystemStorage(location=folder), replace=True, warn=skipped.append)
         target.prepare()
