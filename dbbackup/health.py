@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.utils import timezone
 
-from dbbackup import catalog, settings
+from dbbackup import catalog, manifest, settings
 from dbbackup.exceptions import DbbackupConfigurationError
 from dbbackup.names import database_name_for_filename
 from dbbackup.retention import describe_duration, parse_duration
@@ -152,17 +152,12 @@ class Report:
 
 
 def last_drill(metadata: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The drill record in a sidecar (``metadata["dbbackup"]["drill"]``), or ``None``.
+    """The drill record in a sidecar (:func:`dbbackup.manifest.last_drill`), or ``None``.
 
-    Defensive: anything that is not a dict with a parsable ``at`` counts as no drill.
+    A record whose ``at`` is not an ISO 8601 time counts as no drill.
     """
-    if not isinstance(metadata, dict):
-        return None
-    record = metadata.get("dbbackup")
-    drill = record.get("drill") if isinstance(record, dict) else None
-    if not isinstance(drill, dict) or _drill_timestamp(drill) is None:
-        return None
-    return drill
+    drill = manifest.last_drill(metadata if isinstance(metadata, dict) else None)
+    return drill if drill is not None and _drill_timestamp(drill) is not None else None
 
 
 def _drill_timestamp(drill: dict[str, Any]) -> float | None:

@@ -319,3 +319,37 @@ def user_verdict(metadata: Mapping[str, Any], filename: str = "the backup") -> b
             f"not {type(verdict).__name__}."
         )
     return verdict
+
+
+# -- restore drills ---------------------------------------------------------------------------
+
+DRILL_KEY = "drill"
+
+
+def record_drill(metadata: dict[str, Any], drill: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``metadata`` with ``drill`` as the last drill's outcome, under ``dbbackup.drill``.
+
+    ``drill`` is ``{"at": ISO 8601 UTC, "ok": bool, "error": str | None, "rows": {table: count},
+    "tools": {tool: version line}, "seconds": float}``. Only a sidecar that already has
+    dbbackup's record gets one: adding a ``dbbackup`` key to django-dbbackup's sidecar would
+    make it look damaged (no checksum), so :class:`MetadataError` is raised instead.
+    """
+    own = metadata.get(KEY)
+    if not isinstance(own, Mapping):
+        raise MetadataError("the sidecar has no dbbackup record (made by django-dbbackup or an old version)")
+    return {**metadata, KEY: {**own, DRILL_KEY: dict(drill)}}
+
+
+def last_drill(metadata: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The outcome of the last restore drill recorded in a sidecar, or ``None``.
+
+    A record that is not an object with a boolean ``ok`` and a string ``at`` counts as none.
+    """
+    value = record(metadata).get(DRILL_KEY)
+    if (
+        not isinstance(value, Mapping)
+        or not isinstance(value.get("ok"), bool)
+        or not isinstance(value.get("at"), str)
+    ):
+        return None
+    return dict(value)

@@ -172,7 +172,7 @@ def test_listbackups_filters(backup_dir):
     assert len(listed("-E")) == 3
     assert listed("-c", "media") == ["h-2026-01-04-000000.tar"]
     out, _ = run("listbackups")
-    assert out.splitlines()[0].split() == ["Name", "Datetime", "Type", "Database", "Server", "Size"]
+    assert out.splitlines()[0].split() == ["Name", "Datetime", "Type", "Database", "Server", "Size", "Drill"]
     assert "2026-01-04 00:00:00" in out
 
 

@@ -28,7 +28,7 @@ def stored(backup_dir):
 def test_header_is_upstreams_name_and_datetime_then_ours(stored):
     header = listing()[0]
     assert header.startswith(f"{'Name':<40} {'Datetime':<20}")  # django-dbbackup's exact header
-    assert header.split() == ["Name", "Datetime", "Type", "Database", "Server", "Size"]
+    assert header.split() == ["Name", "Datetime", "Type", "Database", "Server", "Size", "Drill"]
 
 
 def test_rows_keep_the_name_and_date_at_upstreams_columns(stored):

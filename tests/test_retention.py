@@ -219,6 +219,7 @@ def test_listbackups_json_for_scripts(backup_dir):
         "codec": None,
         "checksum": "sha256:" + "ab" * 32,
         "recognised": True,
+        "drill": None,
     }
     second = listed[day(2, ext="sqlite3.gz.gpg")]
     assert (second["codec"], second["compressed"], second["encrypted"], second["checksum"]) == (
@@ -236,7 +237,7 @@ def test_listbackups_table_has_human_sizes_and_shows_unrecognised_files(backup_d
     out = io.StringIO()
     call_command("listbackups", stdout=out)
     lines = out.getvalue().splitlines()
-    assert lines[0].split() == ["Name", "Datetime", "Type", "Database", "Server", "Size"]
+    assert lines[0].split() == ["Name", "Datetime", "Type", "Database", "Server", "Size", "Drill"]
     assert any(line.startswith(day(2)) and line.endswith("2.9 KiB") for line in lines)
     assert any(line.startswith("notes.txt") and "unrecognised" in line for line in lines)
 

@@ -13,6 +13,7 @@ Signals are sent here, so programmatic callers get the same behaviour as the com
 """
 
 from dbbackup.pipeline.backup import BackupResult, backup_database
+from dbbackup.pipeline.drill import DrillResult, drill_database, drill_media
 from dbbackup.pipeline.media import (
     MediaBackupResult,
     MediaRestorePlan,
@@ -36,6 +37,7 @@ from dbbackup.pipeline.restore import (
 
 __all__ = [
     "BackupResult",
+    "DrillResult",
     "MediaBackupResult",
     "MediaRestorePlan",
     "MediaRestoreResult",
@@ -45,6 +47,8 @@ __all__ = [
     "announce_restore",
     "backup_database",
     "backup_media",
+    "drill_database",
+    "drill_media",
     "execute_media_restore",
     "execute_restore",
     "plan_media_restore",

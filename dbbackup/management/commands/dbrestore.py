@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from dbbackup import pipeline
+from dbbackup.exceptions import DbbackupError
 from dbbackup.management.commands._base import BaseDbBackupCommand
+from dbbackup.pipeline.drill import DrillResult, drill_database
 
 
 class Command(BaseDbBackupCommand):
@@ -54,6 +56,12 @@ class Command(BaseDbBackupCommand):
             action="store_true",
             help="Read the backup through checksum, decryption and decompression; restore nothing.",
         )
+        parser.add_argument(
+            "--drill",
+            action="store_true",
+            help="Restore into a scratch database on the same server, check every model's table, drop "
+            "it, and record the outcome in the backup's sidecar; the real database is not touched.",
+        )
 
     #: The connector of the restore under way, if one started (for the interruption message).
     restoring = None
@@ -84,6 +92,9 @@ class Command(BaseDbBackupCommand):
         for warning in plan.warnings:
             self.stderr.write(self.style.WARNING(warning))
         verify_only = options.get("verify_only")
+        if options.get("drill"):
+            self._drill(plan)
+            return
         if not verify_only:  # a receiver's veto comes before any question, as in django-dbbackup
             pipeline.announce_restore(plan, sender=type(self))
         if plan.encrypted and plan.passphrase is None and self.interactive:
@@ -107,3 +118,29 @@ class Command(BaseDbBackupCommand):
         with self.progress(f"dbrestore {plan.database}") as progress:
             result = pipeline.execute_restore(plan, sender=type(self), progress=progress, announced=True)
         self.say(f"Restored {plan.database!r} from {plan.filename} ({result.checked})", self.style.SUCCESS)
+
+    def _drill(self, plan: pipeline.RestorePlan) -> None:
+        """Restore into a scratch database (no restore signals, no confirmation: nothing real changes)."""
+        if plan.encrypted and plan.passphrase is None and self.interactive:
+            plan.passphrase = self.ask_passphrase(plan.filename)
+        self.say(f"Drill: restoring {plan.filename} into a scratch database")
+        report(self, drill_database(plan))
+
+
+def report(command: BaseDbBackupCommand, result: DrillResult) -> None:
+    """Say how a drill went; a failed drill is an error (exit status 1)."""
+    for name in result.swept:
+        command.say(f"Dropped {name}, left by a drill that was killed")
+    record = result.record
+    if not record["ok"]:
+        raise DbbackupError(f"Drill of {result.filename} FAILED: {record['error']} ({result.recorded}).")
+    rows = record["rows"]
+    found = (
+        f"{rows.get('files', 0)} file(s)"
+        if result.media
+        else f"{len(rows)} table(s), {sum(rows.values())} row(s)"
+    )
+    command.say(
+        f"Drill of {result.filename} passed in {record['seconds']:.1f} s: {found} ({result.recorded}).",
+        command.style.SUCCESS,
+    )

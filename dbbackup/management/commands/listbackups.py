@@ -11,6 +11,7 @@ from django.core.management.base import CommandError
 from dbbackup import catalog, health, manifest, prometheus
 from dbbackup.display import human_size
 from dbbackup.management.commands._base import BaseDbBackupCommand
+from dbbackup.pipeline.drill import read_drill
 from dbbackup.storage import get_storage
 
 DATE_DISPLAY_FORMAT = "%Y-%m-%d %H:%M:%S"
@@ -104,10 +105,11 @@ class Command(BaseDbBackupCommand):
                 entry.database or "",
                 entry.servername or "",
                 human_size(_size(storage, entry)),
+                _drill_cell(read_drill(storage, entry)),
             )
             for entry in entries
         ]
-        header = ("Name", "Datetime", "Type", "Database", "Server", "Size")
+        header = ("Name", "Datetime", "Type", "Database", "Server", "Size", "Drill")
         widths = [
             max([len(header[i]), UPSTREAM_WIDTHS.get(i, 0), *(len(row[i]) for row in rows)])
             for i in range(len(header))
@@ -163,6 +165,7 @@ class Command(BaseDbBackupCommand):
             "codec": entry.compression,
             "checksum": f"sha256:{sha256}" if sha256 else None,
             "recognised": entry.recognised,
+            "drill": manifest.last_drill(metadata),
         }
 
 
@@ -171,3 +174,11 @@ def _size(storage, entry: catalog.Entry) -> int | None:
         return storage.storage.size(entry.name)
     except (OSError, NotImplementedError):
         return None
+
+
+def _drill_cell(drill: dict[str, Any] | None) -> str:
+    """``ok 2026-12-01 03:00`` or ``FAILED 2026-12-01 03:00`` (UTC), or empty when never drilled."""
+    if drill is None:
+        return ""
+    when = drill["at"][:16].replace("T", " ")
+    return f"{'ok' if drill['ok'] else 'FAILED'} {when}"

@@ -6,6 +6,8 @@ from typing import Any
 
 from dbbackup import pipeline
 from dbbackup.management.commands._base import BaseDbBackupCommand
+from dbbackup.management.commands.dbrestore import report
+from dbbackup.pipeline.drill import drill_media
 
 
 class Command(BaseDbBackupCommand):
@@ -41,6 +43,12 @@ class Command(BaseDbBackupCommand):
             action="store_true",
             help="Restore as if the backup had no .metadata sidecar (e.g. a damaged one): no checksum.",
         )
+        parser.add_argument(
+            "--drill",
+            action="store_true",
+            help="Extract into a scratch folder, checking every member, remove it, and record the "
+            "outcome in the backup's sidecar; the media storage is not touched.",
+        )
 
     def interrupted_outcome(self) -> str:
         return "the files restored so far are kept; no other file was changed."
@@ -57,6 +65,12 @@ class Command(BaseDbBackupCommand):
             ignore_metadata=options.get("ignore_metadata", False),
         )
         verify_only = options.get("verify_only")
+        if options.get("drill"):  # no signals, no confirmation: nothing real changes
+            if plan.encrypted and plan.passphrase is None and self.interactive:
+                plan.passphrase = self.ask_passphrase(plan.filename)
+            self.say(f"Drill: extracting {plan.filename} into a scratch folder")
+            report(self, drill_media(plan))
+            return
         if not verify_only:  # a receiver's veto comes before any question, as in django-dbbackup
             pipeline.announce_media_restore(plan, sender=type(self))
         if plan.encrypted and plan.passphrase is None and self.interactive:
