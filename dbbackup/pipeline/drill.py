@@ -34,9 +34,9 @@ from dbbackup import catalog, drill_scratch, leftovers, manifest, names, process
 from dbbackup.exceptions import DbbackupError
 from dbbackup.media_target import target_for
 from dbbackup.pipeline.media import MediaRestorePlan, _open_archive, verify_media_backup
-from dbbackup.pipeline.restore import RestorePlan, open_backup, verify_backup
+from dbbackup.pipeline.restore import RestorePlan, stream_into_connector
 from dbbackup.storage import _local_path
-from dbbackup.streams import CHUNK_SIZE, CountingReader
+from dbbackup.streams import CHUNK_SIZE
 
 logger = logging.getLogger("dbbackup.drill")
 
@@ -104,15 +104,7 @@ def drill_database(plan: RestorePlan) -> DrillResult:
             plan.connector.settings = scratch.settings  # restore into the scratch database
             if family == "mysql":
                 plan.connector.atomic = False  # straight into the scratch database, no swap
-            if plan.connector.verify_before_restore:
-                verify_backup(plan)
-            stream, digest = open_backup(plan)
-            plan.connector.stream_checksummed = digest.expected_sha256 is not None
-            counted = CountingReader(stream)
-            try:
-                plan.connector.restore_dump(counted)
-            finally:
-                counted.close()
+            stream_into_connector(plan)
             tables = [table for table in model_tables(plan.database) if table not in excluded]
             rows, missing = drill_scratch.count_tables(plan.database, scratch.settings, tables)
             if missing:

@@ -294,15 +294,7 @@ def execute_restore(
         servername=plan.servername,
         storage=plan.storage,
     ):
-        if plan.connector.verify_before_restore:
-            verify_backup(plan)  # this engine cannot roll back: check everything before starting
-        stream, digest = open_backup(plan, progress)
-        plan.connector.stream_checksummed = digest.expected_sha256 is not None
-        counted = CountingReader(stream)
-        try:
-            plan.connector.restore_dump(counted)
-        finally:
-            counted.close()
+        digest, content_size = stream_into_connector(plan, progress)
     signals.send_post(
         signals.post_restore,
         "post_restore",
@@ -316,8 +308,29 @@ def execute_restore(
         storage=plan.storage,
     )
     result = _result(plan, digest)
-    result.content_size = counted.size
+    result.content_size = content_size
     return result
+
+
+def stream_into_connector(
+    plan: RestorePlan, progress: Callable[[int], object] | None = None
+) -> tuple[DigestReader, int]:
+    """Stream the backup into ``plan.connector`` (no signals); return the digest and the bytes
+    of dump the connector received.
+
+    For engines that cannot roll back (``connector.verify_before_restore``), the backup is first
+    read through the whole chain once, and the restore starts only if that succeeded.
+    """
+    if plan.connector.verify_before_restore:
+        verify_backup(plan)  # this engine cannot roll back: check everything before starting
+    stream, digest = open_backup(plan, progress)
+    plan.connector.stream_checksummed = digest.expected_sha256 is not None
+    counted = CountingReader(stream)
+    try:
+        plan.connector.restore_dump(counted)
+    finally:
+        counted.close()
+    return digest, counted.size
 
 
 def verify_backup(plan: RestorePlan) -> RestoreResult:
