@@ -55,7 +55,10 @@ class DbbackupAdminEmailHandler(AdminEmailHandler):
         super().emit(record)
 
     def send_mail(self, subject: str, message: str, *args: Any, **kwargs: Any) -> None:
-        notify.mail_admins(subject, message, *args, connection=self.connection(), **kwargs)
+        # Django before 6.1 builds the connection from the handler's email_backend; from 6.1
+        # (MAILERS) the handler has no connection() and the default mailer is used.
+        connection = self.connection() if callable(getattr(self, "connection", None)) else None
+        notify.mail_admins(subject, message, *args, connection=connection, **kwargs)
 
 
 def load() -> None:

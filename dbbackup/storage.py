@@ -219,9 +219,13 @@ class Storage:
         target = Path(self.storage.path(filename))
         directory_mode = getattr(self.storage, "directory_permissions_mode", None) or PRIVATE_DIRECTORY_MODE
         for directory in reversed([target.parent, *target.parent.parents]):
-            if not directory.exists():
+            if directory.exists():
+                continue
+            try:
                 directory.mkdir(mode=directory_mode)
-                os.chmod(directory, directory_mode)  # mkdir's mode is filtered by the umask
+            except FileExistsError:
+                continue  # a concurrent run made it a moment ago
+            os.chmod(directory, directory_mode)  # mkdir's mode is filtered by the umask
         temporary = target.parent / leftovers.partial_name(target.name)
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
         try:

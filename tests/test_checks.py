@@ -42,6 +42,7 @@ def test_checks_are_registered_with_manage_py_check(settings):
         call_command("check", "--tag", "dbbackup", "--tag", "compatibility", "--fail-level", "WARNING")
 
 
+@pytest.mark.django_db(databases="__all__")  # Django 6 checks connect to every database
 def test_dbbackup_problems_are_warnings_that_never_stop_a_command(settings, capsys):
     settings.DBBACKUP_FILENAME_TEMPLATE = 3
     settings.DBBACKUP_CONNECTORS = {"default": {"NOT_A_KEY": 1}}

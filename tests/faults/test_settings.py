@@ -283,6 +283,8 @@ def test_mail_failure_never_raises(settings):
     settings.DBBACKUP_CONNECTORS = "default"
     settings.DBBACKUP_EMAIL_SUBJECT_PREFIX = object()
     settings.EMAIL_BACKEND = "no.such.Backend"
+    if hasattr(settings, "MAILERS"):  # Django 6.1+: the mailers replace EMAIL_BACKEND
+        settings.MAILERS = {"default": {"BACKEND": "no.such.Backend"}}
     assert notify.mail_failure("dbbackup", RuntimeError("the real error")) is False
 
 
