@@ -192,12 +192,17 @@ class ProcessOutput(_ReaderBase):
         self._finish()
         return b""
 
-    def _finish(self) -> None:
+    def _reap(self, timeout: float | None) -> tuple[int, str]:
+        """Close the output, wait for the tool and run its cleanup; its status and stderr tail."""
         self._proc.stdout.close()
-        returncode = self._proc.wait(timeout=EXIT_TIMEOUT_SECONDS)
+        returncode = self._proc.wait(timeout=timeout)
         stderr = self._stderr.text()
         self._finished = True
         self.command.finished()
+        return returncode, stderr
+
+    def _finish(self) -> None:
+        returncode, stderr = self._reap(EXIT_TIMEOUT_SECONDS)
         if returncode != 0:
             raise self.command.error("The command failed", returncode, stderr)
 
@@ -300,11 +305,7 @@ class ProcessFilter(ProcessOutput):
             _close_quietly(self._proc.stdin)
 
     def _finish(self) -> None:
-        self._proc.stdout.close()
-        returncode = self._proc.wait(timeout=None)
-        stderr = self._stderr.text()
-        self._finished = True
-        self.command.finished()
+        returncode, stderr = self._reap(None)  # the source decides how long the tool takes
         if self._error is None and returncode == 0:
             self._thread.join()  # the rest of the source: its checks must run
         else:
