@@ -2,17 +2,24 @@
 
 A drill restores into a database of its own on the same server, never into the real one:
 
-* PostgreSQL: ``CREATE DATABASE dbbackup_drill_<owner>`` (``DROP DATABASE ... WITH (FORCE)``
-  afterwards);
-* MySQL/MariaDB: ``CREATE DATABASE dbbackup_drill_<owner>`` likewise;
+* PostgreSQL: ``CREATE DATABASE dbbackup_drill_<owner>_<born>_<random>`` (``DROP DATABASE ...
+  WITH (FORCE)`` afterwards);
+* MySQL/MariaDB: ``CREATE DATABASE`` likewise, with the real database's character set and
+  collation;
 * SQLite: a file ``.dbbackup-<owner>-drill-<random>.sqlite3`` in ``DBBACKUP_TMP_DIR`` (a name
   :mod:`dbbackup.leftovers` already sweeps).
 
-``<owner>`` is :func:`dbbackup.leftovers.owner` with underscores (``<host>_<pid>_<start>``) and
-a random suffix: the next drill on this host drops the scratch databases whose owner process is
-gone (a drill killed with SIGKILL cannot drop its own). Scratch databases of drills run on
-another host, or in another boot, are never dropped automatically: their owner cannot be
-checked, and a database has no modification time to go by.
+The same goes for the Django connector, whose scratch database is of the alias's own engine.
+
+``<owner>`` is :func:`dbbackup.leftovers.owner` with underscores (``<host>_<pid>_<start>``),
+``<born>`` the creation time (seconds since the epoch, by this host's clock) and ``<random>``
+four hex digits. A drill killed with SIGKILL cannot drop its scratch database, so every drill
+first sweeps the server: a scratch database made on this host in this boot is dropped as soon
+as its owner process is gone; one whose owner cannot be checked (made on another host, or before
+a reboot) is dropped once it is older than ``DBBACKUP_LEFTOVER_MAX_AGE``, going by ``<born>``
+(a database has no modification time to go by). Names of older versions
+(``<owner>_<random>``, six hex digits, no ``<born>``) are still recognised: swept when their owner
+is provably gone, never by age.
 
 The drill connects with a fresh connection built from the database's own settings (never
 Django's connection of the alias), so it needs only the rights a restore needs, plus the right
@@ -27,6 +34,7 @@ import os
 import re
 import secrets
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -40,7 +48,10 @@ from dbbackup.exceptions import DbbackupError, RestoreError
 logger = logging.getLogger("dbbackup.drill")
 
 PREFIX = "dbbackup_drill_"
-_NAME = re.compile(r"^dbbackup_drill_(?P<host>[0-9a-f]{12})_(?P<pid>\d+)_(?P<start>\d+)_[0-9a-f]{6}$")
+_NAME = re.compile(
+    r"^dbbackup_drill_(?P<host>[0-9a-f]{12})_(?P<pid>\d+)_(?P<start>\d+)"
+    r"(?:_(?P<born>\d{1,12})_[0-9a-f]{4}|_[0-9a-f]{6})$"  # older versions: no <born>, six digits
+)
 #: Scratch folders of media drills: ``.dbbackup-drill-<owner>-<random>`` in DBBACKUP_TMP_DIR.
 FOLDER_PREFIX = ".dbbackup-drill-"
 RIGHTS_HINT = (
@@ -50,7 +61,11 @@ RIGHTS_HINT = (
 
 
 def engine_family(connector: BaseDBConnector) -> str:
-    """``"postgresql"``, ``"mysql"`` or ``"sqlite"``; a :class:`DbbackupError` for other connectors."""
+    """``"postgresql"``, ``"mysql"`` or ``"sqlite"``; a :class:`DbbackupError` for other connectors.
+
+    For the Django connector, the family of the alias's engine (its Django ``vendor``).
+    """
+    from dbbackup.db.django import DjangoConnector
     from dbbackup.db.mysql import MysqlDumpConnector
     from dbbackup.db.postgresql import PgDumpConnector
     from dbbackup.db.sqlite import _SqliteConnectorBase
@@ -61,24 +76,42 @@ def engine_family(connector: BaseDBConnector) -> str:
         return "mysql"
     if isinstance(connector, _SqliteConnectorBase):
         return "sqlite"
+    if isinstance(connector, DjangoConnector):
+        vendor = connections[connector.database_name].vendor
+        if vendor in ("postgresql", "mysql", "sqlite"):
+            return vendor
+        raise DbbackupError(
+            f"Restore drills of the Django connector support PostgreSQL, MySQL/MariaDB and SQLite "
+            f"databases, not {vendor!r} (database {connector.database_name!r})."
+        )
     raise DbbackupError(
-        f"Restore drills support the PostgreSQL, MySQL/MariaDB and SQLite connectors, not "
-        f"{connector.path()} (the Django connector restores through Django's connection of the "
-        "alias, which a drill must not touch)."
+        f"Restore drills support the PostgreSQL, MySQL/MariaDB, SQLite and Django connectors, not "
+        f"{connector.path()}."
     )
 
 
-def scratch_name() -> str:
-    """A new scratch database name that embeds this process as its owner (at most 63 characters)."""
-    return f"{PREFIX}{leftovers.owner().replace('-', '_')}_{secrets.token_hex(3)}"
+def scratch_name(now: float | None = None) -> str:
+    """A new scratch database name: this process as its owner, and the time it is made.
+
+    At most 62 characters (PostgreSQL keeps 63): 15 of prefix, 12 of host, a PID of up to 7
+    digits, a start time of up to 10 (three years of uptime at 100 ticks a second), 10 for the
+    time, 4 random, and 5 underscores.
+    """
+    born = int(time.time() if now is None else now)
+    return f"{PREFIX}{leftovers.owner().replace('-', '_')}_{born}_{secrets.token_hex(2)}"
 
 
-def is_stale(name: str) -> bool:
-    """Whether ``name`` is a drill's scratch database whose owner is provably gone."""
+def is_stale(name: str, now: float | None = None) -> bool:
+    """Whether ``name`` is a drill's scratch database that can be dropped.
+
+    Its owner is provably gone (this host, this boot), or its owner cannot be checked and it
+    is older than ``DBBACKUP_LEFTOVER_MAX_AGE`` (only names that record when they were made).
+    """
     found = _NAME.match(name)
     if not found:
         return False
-    return leftovers.is_stale(f"{found['host']}-{found['pid']}-{found['start']}-", None)
+    born = float(found["born"]) if found["born"] else None
+    return leftovers.is_stale(f"{found['host']}-{found['pid']}-{found['start']}-", born, now)
 
 
 def wrapper(alias: str, settings_dict: dict[str, Any]) -> Any:
@@ -139,13 +172,28 @@ class ScratchDatabase:
         with self._control() as cursor:
             self.swept = self._sweep(cursor)
             try:
-                cursor.execute(f"CREATE DATABASE {_quote(self.family, self.name)}")
+                cursor.execute(f"CREATE DATABASE {_quote(self.family, self.name)}{self._options(cursor)}")
             except Exception as exc:
                 raise RestoreError(
                     f"Could not create the scratch database {self.name!r} for the drill: "
                     f"{_line(exc)}; {RIGHTS_HINT}."
                 ) from exc
         return self
+
+    def _options(self, cursor: Any) -> str:
+        """MySQL/MariaDB: the real database's character set and collation, so that tables a
+        restore creates without their own (a Django connector's) get the same."""
+        if self.family != "mysql":
+            return ""
+        cursor.execute(
+            "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA "
+            "WHERE SCHEMA_NAME = %s",
+            [self.live_settings["NAME"]],
+        )
+        row = cursor.fetchone()
+        if not row or not all(re.fullmatch(r"\w+", value or "") for value in row):
+            return ""
+        return f" CHARACTER SET {row[0]} COLLATE {row[1]}"
 
     def __exit__(self, *exc_info: object) -> None:
         self.drop()

@@ -11,8 +11,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connections
 
-from dbbackup import manifest, pipeline
-from dbbackup.exceptions import MetadataError
+from dbbackup import drill_scratch, manifest, pipeline
+from dbbackup.exceptions import DbbackupError, MetadataError
 from dbbackup.storage import get_storage
 from tests.faults.support import fingerprint
 from tests.helpers import add_known_data
@@ -165,11 +165,11 @@ def test_a_local_file_drill_is_recorded_in_its_sidecar(backup_dir, settings, tmp
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temporary left
 
 
-def test_the_django_connector_refuses_a_drill_clearly(backup_dir, settings, tmp_path):
-    settings.DBBACKUP_CONNECTORS = {"default": {"CONNECTOR": "dbbackup.db.django.DjangoConnector"}}
-    pipeline.backup_database("default")
-    with pytest.raises(CommandError, match="Restore drills support the PostgreSQL, MySQL/MariaDB and SQLite"):
-        command("dbrestore", "--drill", "-d", "default")
+def test_a_connector_without_drill_support_is_refused_clearly():
+    from dbbackup.db.mongodb import MongoDumpConnector
+
+    with pytest.raises(DbbackupError, match="Restore drills support the PostgreSQL, MySQL/MariaDB, SQLite"):
+        drill_scratch.engine_family(MongoDumpConnector("default"))
 
 
 def test_a_drill_sends_no_restore_signals(backup_dir, settings, tmp_path, record):
@@ -341,3 +341,21 @@ def test_a_hostile_media_archive_fails_its_drill_and_writes_nothing_outside(back
         command("mediarestore", "--drill", "-i", name)
     assert not (tmp_path / "escaped.txt").exists()
     assert os.listdir(tmp_path / "tmp") == []
+
+
+@pytest.mark.mysql
+def test_a_mysql_drill_without_a_sidecar_checks_the_dump_completed_line(backup_dir):
+    add_known_data("mysql", count=2)
+    name = pipeline.backup_database("mysql").filename
+    (backup_dir / f"{name}.metadata").unlink()
+    assert "passed" in command("dbrestore", "--drill", "-d", "mysql", "-i", name)
+    path = backup_dir / name
+    whole = path.read_bytes()
+    path.write_bytes(whole[: whole.rindex(b"-- Dump completed")])  # valid SQL, cut before the end
+    before = fingerprint("mysql")
+    with pytest.raises(
+        CommandError, match=r"FAILED: The backup does not end with mysqldump's '-- Dump completed'"
+    ):
+        command("dbrestore", "--drill", "-d", "mysql", "-i", name)
+    assert fingerprint("mysql") == before
+    assert drill_databases("mysql") == []

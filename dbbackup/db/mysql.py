@@ -101,11 +101,15 @@ class MysqlDumpConnector(BaseCommandDBConnector):
     stream_checksummed = False
     #: The sandbox flag ``mysql`` gets; found by :meth:`check_client` before a restore.
     sandbox: str | None = None
+    #: Set by restore drills, whose ``NAME`` is a scratch database already: the dump loads
+    #: straight into it, with the checks of the atomic restore (the ``-- Dump completed`` line
+    #: without a checksum), and nothing is swapped.
+    into_scratch = False
 
     @property
     def verify_before_restore(self) -> bool:  # type: ignore[override]
         """Only the direct (non-atomic) restore needs the backup read once beforehand."""
-        return not self.atomic
+        return not self.atomic and not self.into_scratch
 
     @property
     def atomic_restore(self) -> bool:  # type: ignore[override]
@@ -205,6 +209,9 @@ class MysqlDumpConnector(BaseCommandDBConnector):
 
     def _restore_dump(self, dump: BinaryIO) -> None:
         self.check_client()
+        if self.into_scratch:
+            self._load(dump, self._name, f"Only the scratch database {self._name!r} was written.")
+            return
         if not self.atomic:
             self._restore_directly(dump)
             return
@@ -220,13 +227,13 @@ class MysqlDumpConnector(BaseCommandDBConnector):
             self._load(dump, scratch.scratch)
             scratch.swap(scratch.check_swappable())
 
-    def _load(self, dump: BinaryIO, database: str) -> None:
+    def _load(self, dump: BinaryIO, database: str, unchanged: str = "") -> None:
         """Stream ``dump`` into the scratch ``database``; raise unless it all went in."""
         checked = CompletionCheck(dump)
         command = self.restore_command()
         # restore_operands() is ["--", NAME], always last: load into the scratch database instead.
         command = dataclasses.replace(command, argv=[*command.argv[:-1], database])
-        unchanged = (
+        unchanged = unchanged or (
             f"Database {self._name!r} was not changed (the restore went to a scratch database, now dropped)."
         )
         try:

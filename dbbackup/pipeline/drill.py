@@ -1,11 +1,12 @@
 """Restore drills: prove a backup restorable by restoring it somewhere harmless, and record it.
 
 ``dbrestore --drill`` restores a planned backup into a scratch database on the same server
-(:mod:`dbbackup.drill_scratch`) with the normal connector pointed at it, checks that every
-table of the Django models routed to that database exists there and can be counted, and drops
-the scratch database whatever happened. ``mediarestore --drill`` extracts the archive into a
-scratch folder, checking every member, and removes the folder. The real database and the media
-storage are never touched, and no restore signals are sent: their receivers (maintenance mode,
+(:mod:`dbbackup.drill_scratch`) with the normal connector pointed at it (the Django connector
+through a temporary alias whose schema ``migrate`` builds, :mod:`dbbackup.drill_alias`), checks
+that every table of the Django models routed to that database exists there and can be counted,
+and drops the scratch database whatever happened. ``mediarestore --drill`` extracts the archive
+into a scratch folder, checking every member, and removes the folder. The real database and the
+media storage are never touched, and no restore signals are sent: their receivers (maintenance mode,
 cache clearing...) are about the real database.
 
 The outcome goes into the backup's sidecar under ``dbbackup.drill`` (see
@@ -21,16 +22,20 @@ import os
 import shutil
 import sqlite3
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import django
 from django.apps import apps
 from django.core.files.storage import FileSystemStorage
 from django.db import router
 
-from dbbackup import catalog, drill_scratch, leftovers, manifest, names, process, tar
+from dbbackup import catalog, drill_alias, drill_scratch, leftovers, manifest, names, process, tar
+from dbbackup.db.django import DjangoConnector
+from dbbackup.db.mysql import MysqlDumpConnector
 from dbbackup.exceptions import DbbackupError
 from dbbackup.media_target import target_for
 from dbbackup.pipeline.media import MediaRestorePlan, _open_archive, verify_media_backup
@@ -70,18 +75,54 @@ def model_tables(alias: str) -> list[str]:
 
 
 def tool_versions(plan: RestorePlan, family: str) -> dict[str, str]:
-    """The restore tool's ``--version`` line (or SQLite's library version); empty when unknown."""
+    """The restore tool's ``--version`` line (or SQLite's library version, and Django's for the
+    Django connector); empty when unknown."""
+    versions = {"django": django.get_version()} if isinstance(plan.connector, DjangoConnector) else {}
     if family == "sqlite":
-        return {"sqlite3": sqlite3.sqlite_version}
+        return {**versions, "sqlite3": sqlite3.sqlite_version}
     tool = getattr(plan.connector, "restore_cmd", "")
     if not tool:
-        return {}
+        return versions
     try:
         output = process.run(process.Command(argv=[tool, "--version"]))
     except DbbackupError:
-        return {}
+        return versions
     line = output.strip().splitlines()
-    return {Path(tool).name: line[0]} if line else {}
+    return {Path(tool).name: line[0]} if line else versions
+
+
+def excluded_tables(plan: RestorePlan) -> set[str]:
+    """The tables the backup left out (its sidecar's ``exclude``), which the drill does not check."""
+    excluded = set(manifest.record(plan.metadata).get("exclude") or [])
+    if excluded and isinstance(plan.connector, DjangoConnector):  # labels: app or app.Model
+        with contextlib.suppress(DbbackupError, LookupError):
+            excluded |= DjangoConnector(plan.database, EXCLUDE=sorted(excluded)).excluded_tables()
+    return excluded
+
+
+@contextlib.contextmanager
+def aimed_at(plan: RestorePlan, scratch: drill_scratch.ScratchDatabase) -> Iterator[None]:
+    """Point ``plan``'s connector at the scratch database for the duration.
+
+    The Django connector gets a temporary alias (:func:`drill_alias.temporary_alias`) whose
+    schema ``migrate`` builds first; the others get the scratch database's settings, and the
+    MySQL connector loads straight into it (it is a scratch database already: no swap, the
+    same checks).
+    """
+    connector = plan.connector
+    if isinstance(connector, DjangoConnector):
+        with drill_alias.temporary_alias(plan.database, scratch.settings) as alias:
+            drill_alias.migrate(alias)
+            connector.database_name, connector.drop = alias, True  # migrate's own rows go first
+            try:
+                yield
+            finally:
+                connector.database_name = plan.database
+        return
+    connector.settings = scratch.settings
+    if isinstance(connector, MysqlDumpConnector):
+        connector.into_scratch = True
+    yield
 
 
 def drill_database(plan: RestorePlan) -> DrillResult:
@@ -93,7 +134,7 @@ def drill_database(plan: RestorePlan) -> DrillResult:
     """
     started = time.monotonic()
     family = drill_scratch.engine_family(plan.connector)
-    excluded = set(manifest.record(plan.metadata).get("exclude") or [])
+    excluded = excluded_tables(plan)
     rows: dict[str, int] = {}
     error: str | None = None
     swept: list[str] = []
@@ -101,10 +142,8 @@ def drill_database(plan: RestorePlan) -> DrillResult:
     try:
         with drill_scratch.ScratchDatabase(plan.connector) as scratch:
             swept = scratch.swept
-            plan.connector.settings = scratch.settings  # restore into the scratch database
-            if family == "mysql":
-                plan.connector.atomic = False  # straight into the scratch database, no swap
-            stream_into_connector(plan)
+            with aimed_at(plan, scratch):
+                stream_into_connector(plan)
             tables = [table for table in model_tables(plan.database) if table not in excluded]
             rows, missing = drill_scratch.count_tables(plan.database, scratch.settings, tables)
             if missing:

@@ -1,5 +1,7 @@
 """A restore drill SIGKILLed mid-restore leaves a scratch database; the next drill drops it.
 
+The same for the Django connector's drills, killed after ``migrate`` built the scratch schema.
+
 The drill runs in a child process that reads the backup slowly; it is killed (by PID) while
 the restore into its scratch database is under way. The scratch database (PostgreSQL,
 MariaDB) or file (SQLite) must then still exist, named after the dead process, and the next
@@ -18,7 +20,7 @@ import pytest
 from django.core.management import call_command
 from django.db import connections
 
-from dbbackup import manifest, pipeline
+from dbbackup import drill_scratch, manifest, pipeline
 from tests.faults.support import (
     child_settings,
     fingerprint,
@@ -101,6 +103,63 @@ def test_a_killed_server_drill_leaves_a_scratch_database_that_the_next_drill_dro
     assert server_scratch(alias, proc.pid) == []
     assert fingerprint(alias) == before
     assert manifest.last_drill(json.loads((backup_dir / f"{name}.metadata").read_text()))["ok"]
+
+
+def scratch_tables(alias: str, name: str) -> set[str]:
+    """The tables in the scratch database ``name`` on ``alias``'s server."""
+    if connections[alias].vendor == "mysql":
+        with connections[alias].cursor() as cursor:
+            cursor.execute("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s", [name])
+            return {row[0] for row in cursor.fetchall()}
+    connection = drill_scratch.wrapper(alias, {**connections[alias].settings_dict, "NAME": name})
+    try:
+        return set(connection.introspection.table_names())
+    except Exception:  # not there yet, or being dropped
+        return set()
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize(
+    "alias",
+    [
+        pytest.param("postgres", marks=pytest.mark.postgres, id="postgresql"),
+        pytest.param("mysql", marks=pytest.mark.mysql, id="mariadb"),
+    ],
+)
+def test_a_killed_django_connector_drill_leaves_a_scratch_database_that_the_next_drill_drops(
+    backup_dir, settings, tmp_path, alias
+):
+    settings.DBBACKUP_TMP_DIR = str(tmp_path)
+    settings.DBBACKUP_CONNECTORS = {alias: {"CONNECTOR": "dbbackup.db.django.DjangoConnector"}}
+    bulk(alias, 4000)
+    name = pipeline.backup_database(alias).filename
+    Note.objects.using(alias).create(title="newer than the backup")
+    before = fingerprint(alias)
+    proc = start_command(
+        "dbrestore", "--drill", "-d", alias, "-i", name, "--noinput", settings=slow_storage(backup_dir)
+    )
+
+    def migrated() -> list[str]:
+        if proc.poll() is not None:
+            raise AssertionError(f"the drill ended ({proc.returncode}) before it was killed")
+        owned = server_scratch(alias, proc.pid)
+        return (
+            owned if owned and {"testapp_note", "auth_user_groups"} <= scratch_tables(alias, owned[0]) else []
+        )
+
+    # migrate built the schema; loaddata then reads the slow backup for seconds
+    left = wait_for(migrated, timeout=90, what="the scratch database's schema")
+    time.sleep(0.5)
+    assert proc.poll() is None
+    kill(proc.pid)
+    assert reap(proc) == -9
+    assert server_scratch(alias, proc.pid) == left  # a killed drill cannot drop its own
+    out = drill(alias, name)
+    assert f"Dropped {left[0]}" in out
+    assert "passed" in out
+    assert server_scratch(alias, proc.pid) == []
+    assert fingerprint(alias) == before
 
 
 def test_a_killed_sqlite_drill_leaves_a_scratch_file_that_the_next_drill_removes(
