@@ -22,7 +22,6 @@ The routing hook is installed on :data:`django.db.router` while at least one dri
 from __future__ import annotations
 
 import contextlib
-import copy
 import io
 import secrets
 import threading
@@ -33,6 +32,7 @@ from django.apps import apps
 from django.core.management import call_command
 from django.db import connections, router
 
+from dbbackup import drill_scratch
 from dbbackup.exceptions import RestoreError
 
 #: Drill alias -> the real alias it stands in for.
@@ -54,7 +54,7 @@ def temporary_alias(real_alias: str, settings_dict: dict[str, Any]) -> Iterator[
     happened.
     """
     alias = f"dbbackup_drill_{secrets.token_hex(6)}"
-    connection = type(connections[real_alias])(copy.deepcopy(dict(settings_dict)), alias)
+    connection = drill_scratch.wrapper(real_alias, settings_dict, alias)
     connections[alias] = connection
     with _LOCK:
         if not _STANDS_FOR:

@@ -114,9 +114,18 @@ def is_stale(name: str, now: float | None = None) -> bool:
     return leftovers.is_stale(f"{found['host']}-{found['pid']}-{found['start']}-", born, now)
 
 
-def wrapper(alias: str, settings_dict: dict[str, Any]) -> Any:
-    """A new Django connection (not the alias's own) with ``settings_dict``; the caller closes it."""
-    return type(connections[alias])(dict(settings_dict), alias)
+def unpooled(settings_dict: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``settings_dict`` without a connection pool (``OPTIONS["pool"]``, PostgreSQL on
+    Django 5.1+): a drill's connections must really close, or its scratch database stays in use."""
+    copied = dict(settings_dict)
+    copied["OPTIONS"] = {key: value for key, value in (copied.get("OPTIONS") or {}).items() if key != "pool"}
+    return copied
+
+
+def wrapper(alias: str, settings_dict: dict[str, Any], name: str | None = None) -> Any:
+    """A new Django connection (not the alias's own) with ``settings_dict``, under the alias
+    ``name`` (``alias`` by default) and without a pool; the caller closes it."""
+    return type(connections[alias])(unpooled(settings_dict), name or alias)
 
 
 def _quote(family: str, name: str) -> str:

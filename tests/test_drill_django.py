@@ -217,3 +217,14 @@ def test_a_migration_failure_fails_the_drill_and_drops_the_scratch(backup_dir, s
         command("dbrestore", "--drill", "-d", "default", "-i", name)
     assert os.listdir(tmp) == []
     assert "allow_migrate" not in router.__dict__
+
+
+def test_drill_connections_never_use_a_connection_pool():
+    from dbbackup import drill_scratch
+
+    real = {**connections["default"].settings_dict, "OPTIONS": {"pool": True, "timeout": 5}}
+    with drill_alias.temporary_alias("default", real) as alias:
+        assert connections[alias].settings_dict["OPTIONS"] == {"timeout": 5}
+        assert connections[alias].alias == alias
+    assert drill_scratch.wrapper("default", real).settings_dict["OPTIONS"] == {"timeout": 5}
+    assert real["OPTIONS"] == {"pool": True, "timeout": 5}  # the real settings are left alone
