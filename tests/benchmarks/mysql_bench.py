@@ -126,6 +126,7 @@ CREATE TABLE bench_event (
     payload json NOT NULL, token varbinary(16) NOT NULL, amount decimal(12, 2) NOT NULL,
     KEY bench_event_user_id (user_id)
 ) ENGINE=InnoDB;
+SET SESSION max_heap_table_size = 1024 * 1024 * 1024;  -- a MEMORY table's limit is set when it is made
 CREATE TABLE bench_draw (
     g int PRIMARY KEY, user_id int, created_at datetime(6), kind varchar(20), k1 int, k2 int, k3 int,
     k4 int, k5 int, n1 int, n2 int, ip varchar(20), score decimal(6, 4), ok bool, agent varchar(60),
@@ -180,7 +181,7 @@ def make_mysql(server: Mysql, name: str, size_mb: float) -> Generated:
     empty = server.database_size(name)
     rows, batch = 0, 20_000
     while True:
-        server.query("SET SESSION max_heap_table_size = 1024 * 1024 * 1024;" + DRAW % {"rows": batch}, name)
+        server.query(DRAW % {"rows": batch}, name)
         rows += batch
         size = server.database_size(name)
         if size >= target:
