@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import fcntl
 import os
 import subprocess
 import threading
@@ -35,6 +36,17 @@ from dbbackup.streams import CHUNK_SIZE, _ReaderBase, drain
 STDERR_TAIL_BYTES = 8 * 1024
 #: How long to wait for a tool to exit once its output has ended.
 EXIT_TIMEOUT_SECONDS = 60
+#: The pipe buffer asked for a tool's output (Linux; 1 MiB is the unprivileged maximum), so
+#: the tool runs ahead while the pipeline compresses instead of stalling on a 64 KiB pipe.
+PIPE_BUFFER_BYTES = 1024 * 1024
+
+
+def _widen_pipe(pipe: BinaryIO) -> None:
+    """Enlarge ``pipe``'s kernel buffer where the system allows it; a no-op elsewhere."""
+    setter = getattr(fcntl, "F_SETPIPE_SZ", None)
+    if setter is not None:
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(pipe.fileno(), setter, PIPE_BUFFER_BYTES)
 
 
 class _Tail:
@@ -176,6 +188,9 @@ class ProcessOutput(_ReaderBase):
         self.command = command
         self._finished = True  # until the tool has started: nothing to kill on close()
         self._proc = command.start(stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for pipe in (self._proc.stdout, self._proc.stdin):
+            if pipe is not None:
+                _widen_pipe(pipe)
         self._stderr = _Tail(self._proc.stderr)
         self._finished = False
 
@@ -230,6 +245,7 @@ def feed(command: Command, source: BinaryIO, chunk_size: int = CHUNK_SIZE) -> st
     Raises :class:`CommandConnectorError` when the tool exits with a non-zero status.
     """
     proc = command.start(stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _widen_pipe(proc.stdin)
     stdout, stderr = _Tail(proc.stdout), _Tail(proc.stderr)
     stopped_early = _pump(proc, command, source, chunk_size)
     returncode = proc.wait(timeout=None)

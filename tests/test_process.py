@@ -1,5 +1,6 @@
 """dbbackup.process runs real processes here: python, sh and cat."""
 
+import fcntl
 import io
 import os
 import sys
@@ -243,3 +244,14 @@ def test_filter_reports_the_tool_failure():
         stream.read()
     assert info.value.exit_status == 3
     stream.close()
+
+
+@pytest.mark.skipif(not hasattr(fcntl, "F_GETPIPE_SZ"), reason="pipe sizes can be set on Linux only")
+def test_a_tools_output_pipe_holds_a_megabyte_so_the_tool_runs_ahead():
+    """Throughput, not safety: a dump tool keeps writing while the pipeline compresses."""
+    output = process.ProcessOutput(process.Command(argv=["sh", "-c", "printf data"]))
+    try:
+        assert fcntl.fcntl(output._proc.stdout.fileno(), fcntl.F_GETPIPE_SZ) == process.PIPE_BUFFER_BYTES
+        assert output.read() == b"data"
+    finally:
+        output.close()

@@ -18,6 +18,13 @@ INSTALLED_APPS = ["dbbackup"]
 DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
 
 DATABASES = {"default": _CONFIG["database"]}
+if _CONFIG["database"]["ENGINE"] == "django.db.backends.mysql":
+    try:
+        import MySQLdb  # noqa: F401
+    except ImportError:  # PyMySQL stands in for mysqlclient, as in the test suite
+        import pymysql
+
+        pymysql.install_as_MySQLdb()
 STORAGES = {
     # The media storage (``mediabackup`` archives it, ``mediarestore`` writes into it).
     "default": {

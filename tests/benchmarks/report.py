@@ -53,18 +53,19 @@ COLUMNS = [
     ("wall s", ">", lambda r: f"{r['wall']:.2f}" if r["ok"] else ""),
     ("MB/s", ">", lambda r: f"{_mbps(r):.0f}" if r["ok"] else ""),
     ("out MB", ">", lambda r: _mb(r["output_size"]) if r["op"] == "backup" and r["ok"] else ""),
-    ("×raw", ">", lambda r: _ratio(r.get("time_ratio")) if r["tool"] == "dbbackup" else ""),
+    ("×raw", ">", lambda r: _ratio(r.get("time_ratio")) if r["tool"] != "raw" else ""),
+    ("×pigz", ">", lambda r: _ratio(r.get("pigz_ratio")) if r.get("pigz_ratio") else ""),
     (
         "size×raw",
         ">",
-        lambda r: _ratio(r.get("size_ratio")) if r["tool"] == "dbbackup" and r["op"] == "backup" else "",
+        lambda r: _ratio(r.get("size_ratio")) if r["tool"] != "raw" and r["op"] == "backup" else "",
     ),
-    ("py RSS", ">", lambda r: _mb(r["py_rss"]) if r["tool"] == "dbbackup" and r["ok"] else ""),
-    ("(start)", ">", lambda r: _mb(r.get("py_rss_before")) if r["tool"] == "dbbackup" and r["ok"] else ""),
+    ("py RSS", ">", lambda r: _mb(r["py_rss"]) if r["tool"] != "raw" and r["ok"] else ""),
+    ("(start)", ">", lambda r: _mb(r.get("py_rss_before")) if r["tool"] != "raw" and r["ok"] else ""),
     ("tree RSS", ">", lambda r: _mb(r["tree_rss"]) if r["ok"] else ""),
     ("tmp MB", ">", lambda r: _mb(r["tmp_peak"]) if r["ok"] else ""),
     ("scratch", ">", lambda r: _mb(r["scratch_peak"]) if r["ok"] else ""),
-    ("partial", ">", lambda r: _mb(r["partial_peak"]) if r["tool"] == "dbbackup" and r["ok"] else ""),
+    ("partial", ">", lambda r: _mb(r["partial_peak"]) if r["tool"] != "raw" and r["ok"] else ""),
     ("CPU s", ">", lambda r: f"{r['cpu']:.1f}" if r["ok"] else ""),
     ("other", ">", lambda r: f"{r['other_cpu']:.1f}" if r["ok"] else ""),
     ("command", "<", lambda r: r["label"]),
@@ -102,12 +103,14 @@ def text(output: dict) -> str:
         "",
         "time s: dbbackup = the API call alone (no interpreter/Django start-up), raw = the whole pipeline; "
         "wall s: the whole process; MB/s: uncompressed dump size / time s; ×raw: time s / the baseline's; "
+        "×pigz: -z backups, time s / the same dump through pigz -6; "
         "size×raw: output size / the baseline's; py RSS: peak of the worker, its VmHWM at the end "
         "((start): its RSS just before the call, i.e. interpreter, Django and imports); tree RSS: peak "
         "sum of VmRSS over the process tree; tmp: peak bytes in TMPDIR/DBBACKUP_TMP_DIR; scratch: peak of "
         ".dbbackup-* files beside the database; partial: peak of the storage's .partial-* file (becomes "
         "the backup); CPU s: user+system time of the tree; other: CPU seconds used meanwhile outside the "
         "tree (the database server, and anything else running, which makes times less trustworthy). "
+        "upstream/...: the released django-dbbackup 5.4 (--upstream-venv). "
         "* = run because a selected restore needed it.",
     ]
     return "\n".join(lines)
@@ -118,12 +121,12 @@ def _md_row(cells: list[str]) -> str:
 
 
 def _md_table(results: list[dict], by_id: dict[str, dict]) -> list[str]:
-    """dbbackup's scenarios, each beside its raw baseline."""
+    """dbbackup's (and django-dbbackup 5.4's) scenarios, each beside its raw baseline."""
     head = ["dbbackup scenario", "Time (s)", "MB/s", "Output (MB)", "Raw baseline", "Raw time (s)", "Ratio",
             "Python RSS (MB)", "Tree RSS (MB)", "Temp disk (MB)"]  # fmt: skip
     lines = [_md_row(head), _md_row(["---", *["---:"] * 3, "---", *["---:"] * 5])]
     for r in results:
-        if r["tool"] != "dbbackup":
+        if r["tool"] == "raw":
             continue
         base = by_id.get(r["baseline"] or "")
         base_cells = (
@@ -141,7 +144,8 @@ def _md_table(results: list[dict], by_id: dict[str, dict]) -> list[str]:
                 f"{_mbps(r):.0f}",
                 _mb(r["output_size"]) if r["op"] == "backup" else "",
                 *base_cells,
-                _ratio(r.get("time_ratio")),
+                _ratio(r.get("time_ratio"))
+                + (f" ({_ratio(r['pigz_ratio'])} pigz)" if r.get("pigz_ratio") else ""),
                 _mb(r["py_rss"]),
                 _mb(r["tree_rss"]),
                 _mb(r["tmp_peak"] + r["scratch_peak"]),

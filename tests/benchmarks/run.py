@@ -1,14 +1,14 @@
 #!/usr/bin/env python3
 """Benchmark dbbackup against the raw command-line tools; see README.md in this directory.
 
-    python tests/benchmarks/run.py [--engine sqlite|postgresql|media] [--size-mb N] [--quick]
+    python tests/benchmarks/run.py [--engine sqlite|postgresql|mysql|media] [--size-mb N] [--quick]
                                    [--files N] [--storage filesystem|s3]
                                    [--scenarios PATTERN ...] [--json out.json] [--markdown]
-                                   [--flatness] [--repeat N] [--keep]
+                                   [--flatness] [--repeat N] [--keep] [--upstream-venv DIR]
 
 Generates a database, runs every scenario in its own process under the sampler of
 ``harness.py``, prints a table, and removes everything it created (scratch directory,
-PostgreSQL databases, the throwaway GPG keyring and its agent).
+PostgreSQL/MariaDB databases, the throwaway GPG keyring and its agent).
 """
 
 from __future__ import annotations
@@ -34,29 +34,34 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import datagen
 import harness
 import media
+import mysql_bench
 import report
+import upstream
 from scenarios import CONNECTORS, DUMPS, Scenario, dbbackup_scenarios, ordered, raw_scenarios
 
 HERE = Path(__file__).resolve().parent
 PROJECT = HERE.parent.parent
 MB = datagen.MB
-DEFAULT_SIZES = {"sqlite": 200, "postgresql": 1000, "media": 1024}
-FLATNESS_SIZES = {"sqlite": (50, 200), "postgresql": (100, 1000), "media": (100, 1000)}
+DEFAULT_SIZES = {"sqlite": 200, "postgresql": 1000, "mysql": 1000, "media": 1024}
+FLATNESS_SIZES = {"sqlite": (50, 200), "postgresql": (100, 1000), "mysql": (100, 1000), "media": (100, 1000)}
 QUICK_SIZE = 50
 QUICK_FLATNESS_SIZES = (5, 50)
 
 INSTALL_HINT = (
-    "Debian/Ubuntu: apt-get update && apt-get install -y sqlite3 gzip zstd pigz gnupg postgresql-client; "
+    "Debian/Ubuntu: apt-get update && apt-get install -y sqlite3 gzip zstd pigz gnupg postgresql-client "
+    "mariadb-client; "
     "macOS: brew install sqlite zstd pigz gnupg libpq"
 )
 REQUIRED_TOOLS = {
     "sqlite": ["bash", "cat", "sync", "gzip", "zstd", "gpg", "gpgconf", "sqlite3"],
     "postgresql": ["bash", "cat", "sync", "gzip", "zstd", "gpg", "gpgconf", "psql", "pg_dump", "pg_restore"],
+    "mysql": ["bash", "cat", "sync", "gzip", "zstd", "gpg", "gpgconf", "mysql", "mysqldump"],
     "media": ["bash", "tar", "sync", "gzip", "zstd", "gpg", "gpgconf"],
 }
 REQUIRED_MODULES = {
     "sqlite": ["django", "zstandard", "gnupg"],
     "postgresql": ["django", "zstandard", "gnupg", "psycopg"],
+    "mysql": ["django", "zstandard", "gnupg", "pymysql"],
     "media": ["django", "zstandard", "gnupg"],
 }
 S3_MODULES = ["boto3", "storages", "moto"]
@@ -91,6 +96,7 @@ class Result:
     scratch_peak: int = 0
     baseline: str | None = None
     time_ratio: float | None = None
+    pigz_ratio: float | None = None  # -z backups: time s / the same dump through pigz -6
     size_ratio: float | None = None
     runs: int = 0
     walls: list[float] = field(default_factory=list)
@@ -111,6 +117,9 @@ class Bench:
         self.root = Path(args.scratch).resolve() / f"run-{os.getpid()}"
         self.pg = datagen.Postgres(args.pg_host, args.pg_port, args.pg_user, os.environ.get("PGPASSWORD"))
         self.databases: list[str] = []  # PostgreSQL databases to drop at the end
+        self.my = mysql_bench.Mysql(args.my_host, args.my_port, args.my_user, os.environ.get("MYSQL_PWD"))
+        self.my_databases: list[str] = []  # MariaDB databases to drop at the end
+        self.upstream_python: str | None = getattr(args, "upstream_python", None)
         self.results: dict[str, Result] = {}
         self.outputs: dict[str, str] = {}  # scenario id -> backup file (raw) / name in storage (dbbackup)
         self.storage_dirs: dict[str, str] = {}
@@ -189,6 +198,10 @@ class Bench:
         for name in self.databases:
             with contextlib.suppress(Exception):
                 self.pg.drop_database(name)
+        for name in self.my_databases:
+            with contextlib.suppress(Exception):
+                self.my.drop_scratch_databases(name)
+                self.my.drop_database(name)
         if self.args.keep:
             print(f"\nKept the scratch directory {self.root}", file=sys.stderr)
             return
@@ -212,6 +225,16 @@ class Bench:
                 "sqlite": generated.size,
                 "sqlite-cp": generated.size,
                 "sqlite-sql": self.dump_size(["sqlite3", self.source, ".dump"]),
+            }
+        elif self.engine == "mysql":
+            self.source = f"dbbackup_bench_{os.getpid()}"
+            if self.source not in self.my_databases:
+                self.my_databases.append(self.source)
+            generated = mysql_bench.make_mysql(self.my, self.source, size_mb)
+            self.raw_sizes = {
+                "mysql": self.dump_size(
+                    ["mysqldump", *self.my.flags(), *mysql_bench.DUMP_FLAGS.split(), "--", self.source]
+                )
             }
         else:
             self.source = f"dbbackup_bench_{os.getpid()}"
@@ -274,6 +297,11 @@ class Bench:
                 leftover.unlink()
             return str(target)
         name = f"{self.source}_restore"
+        if self.engine == "mysql":
+            if name not in self.my_databases:
+                self.my_databases.append(name)
+            self.my.create_database(name)
+            return name
         if name not in self.databases:
             self.databases.append(name)
         self.pg.create_database(name)
@@ -294,6 +322,8 @@ class Bench:
                 return connection.execute(sql).fetchone()[0]
             finally:
                 connection.close()
+        if self.engine == "mysql":
+            return int(self.my.query(sql, target))
         return int(self.pg.psql(sql, target))
 
     def drop_target(self, target: str) -> None:
@@ -302,6 +332,8 @@ class Bench:
         elif self.engine == "sqlite":
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(target)
+        elif self.engine == "mysql":
+            self.my.drop_database(target)
         else:
             self.pg.drop_database(target)
 
@@ -323,7 +355,7 @@ class Bench:
         return watches
 
     def environment(self, tmp: str) -> dict[str, str]:
-        env = self.pg.env() if self.engine == "postgresql" else dict(os.environ)
+        env = self.pg.env() if self.engine == "postgresql" else self.my.env()
         env["TMPDIR"] = tmp
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT), env.get("PYTHONPATH")]))
         return env
@@ -356,6 +388,8 @@ class Bench:
     def run_once(self, scenario: Scenario, result: Result) -> None:
         tmp = self.fresh_tmp()
         env = self.environment(tmp)
+        if scenario.tool == "upstream":
+            env = upstream.clean_env(env)
         target = self.fresh_target() if scenario.op == "restore" else None
         log_dir = str(self.root / "logs" / scenario.slug)
         storage_dir = None
@@ -374,7 +408,7 @@ class Bench:
             if measured.returncode != 0:
                 raise RuntimeError(f"exit status {measured.returncode}\n{measured.stderr[-1500:]}")
             wall, op_seconds = measured.wall, measured.wall
-            if scenario.tool == "dbbackup":
+            if scenario.tool != "raw":
                 worker = json.loads(measured.stdout.strip().splitlines()[-1])
                 op_seconds = worker["op_seconds"]
                 result.startup_seconds = worker["startup_seconds"]
@@ -387,7 +421,7 @@ class Bench:
                     self.storage_dirs[scenario.id] = storage_dir
             if scenario.op == "backup":
                 result.output_size = (
-                    worker["size"] if self.s3 and scenario.tool == "dbbackup" else os.path.getsize(output)
+                    worker["size"] if self.s3 and scenario.tool != "raw" else os.path.getsize(output)
                 )
                 if scenario.tool == "raw":
                     self.outputs[scenario.id] = output
@@ -413,10 +447,10 @@ class Bench:
                 self.drop_target(target)
 
     def restore_input_size(self, scenario: Scenario) -> int:
-        if self.s3 is not None and scenario.tool == "dbbackup":
+        if self.s3 is not None and scenario.tool != "raw":
             return self.results[scenario.source].output_size
         source = self.outputs[scenario.source]
-        if scenario.tool == "dbbackup":
+        if scenario.tool != "raw":
             source = os.path.join(self.storage_dirs[scenario.source], source)
         return os.path.getsize(source)
 
@@ -428,6 +462,7 @@ class Bench:
             "enc": f"{gpg} --trust-model always --encrypt{armor} --recipient {self.recipient}",
             "dec": f"{gpg} --decrypt",
             "media": shlex.quote(self.source),
+            "my": self.my.shell_flags(),
         }
         output = None
         if scenario.op == "backup":
@@ -457,6 +492,8 @@ class Bench:
             database_name = target
         if self.engine == "sqlite":
             database = {"ENGINE": "django.db.backends.sqlite3", "NAME": database_name}
+        elif self.engine == "mysql":
+            database = self.my.django_database(database_name)
         else:
             database = self.pg.django_database(database_name)
         compression = scenario.variant.split("+")[0] if scenario.variant != "plain" else None
@@ -487,11 +524,14 @@ class Bench:
                 sync=True,
                 report_output=scenario.op == "backup",
             )
+        if scenario.tool == "upstream":
+            config.update(upstream.command_config(scenario, self.engine, config["input_filename"]))
         if self.s3 is not None:
             config["s3"] = self.s3
         config_path = self.root / "config" / f"{scenario.slug}.json"
         config_path.write_text(json.dumps(config, indent=2))
-        return str(storage_dir), [sys.executable, str(HERE / "worker.py"), str(config_path)]
+        python = self.upstream_python if scenario.tool == "upstream" else sys.executable
+        return str(storage_dir), [python, str(HERE / "worker.py"), str(config_path)]
 
     # -- plans ---------------------------------------------------------------------------
 
@@ -519,6 +559,10 @@ class Bench:
                 result.time_ratio = result.op_seconds / baseline.op_seconds
                 if result.op == "backup" and baseline.output_size:
                     result.size_ratio = result.output_size / baseline.output_size
+            pigz = self.results.get(f"raw/{result.dump}/backup/pigz")
+            gzip_backup = result.variant == "gzip" and result.op == "backup" and result.tool != "raw"
+            if gzip_backup and result.ok and pigz and pigz.ok and pigz.op_seconds:
+                result.pigz_ratio = result.op_seconds / pigz.op_seconds
 
 
 # -- checks ------------------------------------------------------------------------------------
@@ -558,11 +602,11 @@ def available_connectors(engine: str) -> dict[str, bool]:
             capture_output=True, text=True, check=False, env={**os.environ, "PYTHONPATH": str(PROJECT)},
         )  # fmt: skip
         found[dump] = check.returncode == 0
-    if engine == "postgresql" and not all(found.values()):
+    if engine in ("postgresql", "mysql") and not all(found.values()):
         missing = [CONNECTORS[d] for d, ok in found.items() if not ok]
         rest = "the raw baselines only" if not any(found.values()) else "the others and the raw baselines"
         print(
-            f"PostgreSQL connectors not available yet ({', '.join(missing)} cannot be imported); "
+            f"{engine} connectors not available yet ({', '.join(missing)} cannot be imported); "
             f"skipping their scenarios, running {rest}.",
             file=sys.stderr,
         )
@@ -624,6 +668,10 @@ def metadata(bench: Bench, args: argparse.Namespace) -> dict:
         versions["tar"] = tool_version(["tar", "--version"])
     elif bench.engine == "sqlite":
         versions["sqlite3"] = tool_version(["sqlite3", "--version"]).split(" ")[0]
+    elif bench.engine == "mysql":
+        versions["mysqldump"] = tool_version(["mysqldump", "--version"])
+        with contextlib.suppress(Exception):
+            versions["server"] = bench.my.query("SELECT VERSION()")
     else:
         versions["pg_dump"] = tool_version(["pg_dump", "--version"])
         with contextlib.suppress(Exception):
@@ -651,6 +699,7 @@ def metadata(bench: Bench, args: argparse.Namespace) -> dict:
         "compression_threads": args.threads,
         "machine": machine(),
         "versions": versions,
+        "upstream": f"django-dbbackup {upstream.VERSION}" if bench.upstream_python else "",
         "git": f"{git}{' + uncommitted changes in dbbackup/' if dirty else ''}",
     }
 
@@ -662,7 +711,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--engine", choices=["sqlite", "postgresql", "media"], default="sqlite")
+    parser.add_argument("--engine", choices=["sqlite", "postgresql", "mysql", "media"], default="sqlite")
     parser.add_argument(
         "--storage",
         choices=["filesystem", "s3"],
@@ -710,6 +759,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--pg-host", default=os.environ.get("PGHOST", "127.0.0.1"))
     parser.add_argument("--pg-port", type=int, default=int(os.environ.get("PGPORT", "5432")))
     parser.add_argument("--pg-user", default=os.environ.get("PGUSER", "postgres"))
+    parser.add_argument("--my-host", default="127.0.0.1", help="MariaDB/MySQL host (default %(default)s)")
+    parser.add_argument("--my-port", type=int, default=3306, help="MariaDB/MySQL port (default %(default)s)")
+    parser.add_argument("--my-user", default="root", help="MariaDB/MySQL user (MYSQL_PWD: its password)")
+    parser.add_argument(
+        "--upstream-venv",
+        metavar="DIR",
+        default=os.environ.get("DBBACKUP_UPSTREAM_VENV"),
+        help="a venv with the released django-dbbackup 5.4: also run its commands on the same data "
+        "(default: DBBACKUP_UPSTREAM_VENV)",
+    )
     args = parser.parse_args(argv)
     if args.size_mb is None:
         args.size_mb = QUICK_SIZE if args.quick else DEFAULT_SIZES[args.engine]
@@ -718,10 +777,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def scenarios_of(engine: str, have_pigz: bool, connectors: dict[str, bool]) -> list[Scenario]:
+def scenarios_of(
+    engine: str, have_pigz: bool, connectors: dict[str, bool], with_upstream: bool = False
+) -> list[Scenario]:
+    extra = upstream.scenarios(engine) if with_upstream else []
     if engine == "media":
-        return media.media_scenarios(have_pigz)
-    return raw_scenarios(engine, have_pigz) + dbbackup_scenarios(engine, connectors)
+        return media.media_scenarios(have_pigz) + extra
+    if engine == "mysql":
+        return mysql_bench.raw_scenarios(have_pigz) + dbbackup_scenarios(engine, connectors) + extra
+    return raw_scenarios(engine, have_pigz) + dbbackup_scenarios(engine, connectors) + extra
 
 
 def select(scenarios: list[Scenario], patterns: list[str] | None) -> list[Scenario]:
@@ -734,16 +798,26 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     have_pigz = shutil.which("pigz") is not None
     if args.list:
-        every = scenarios_of(args.engine, have_pigz, dict.fromkeys(CONNECTORS, True))
+        connectors = dict.fromkeys(CONNECTORS, True)
+        every = scenarios_of(args.engine, have_pigz, connectors, bool(args.upstream_venv))
         for scenario in ordered(select(every, args.scenarios)):
             print(f"{scenario.id:<36} {scenario.label}")
         return 0
     problems = check_requirements(args.engine, args.storage)
+    try:
+        args.upstream_python = upstream.venv_python(args.upstream_venv)
+    except RuntimeError as exc:
+        problems.append(f"--upstream-venv: {exc}")
     if args.engine == "media" and args.storage == "s3":
         problems.append("--storage s3 runs the database scenarios; use --engine sqlite or postgresql")
     if not have_pigz:
         print(f"pigz is not installed: its baseline is skipped ({INSTALL_HINT}).", file=sys.stderr)
     bench = Bench(args)
+    if args.engine == "mysql":
+        reason = bench.my.available()
+        if reason:
+            where = f"{args.my_host}:{args.my_port} as {args.my_user}"
+            problems.append(f"MariaDB/MySQL is not reachable at {where}: {reason}")
     if args.engine == "postgresql":
         reason = bench.pg.available()
         if reason:
@@ -754,7 +828,8 @@ def main(argv: list[str] | None = None) -> int:
         for problem in problems:
             print(problem, file=sys.stderr)
         return 2
-    every = scenarios_of(args.engine, have_pigz, available_connectors(args.engine))
+    connectors = available_connectors(args.engine)
+    every = scenarios_of(args.engine, have_pigz, connectors, bool(args.upstream_python))
     by_id = {s.id: s for s in every}
     started = time.perf_counter()
     output: dict = {}

@@ -3,12 +3,14 @@
 Every scenario has an id ``<tool>/<dump>/<op>/<variant>`` that ``--scenarios`` matches with
 shell-style patterns (``'*/backup/gzip'``, ``'raw/*'``):
 
-* tool: ``dbbackup`` (a worker process calling ``backup_database`` / ``restore_database``) or
-  ``raw`` (a shell pipeline of the command-line tools);
+* tool: ``dbbackup`` (a worker process calling ``backup_database`` / ``restore_database``),
+  ``raw`` (a shell pipeline of the command-line tools) or ``upstream`` (the released
+  django-dbbackup 5.4's commands, with ``--upstream-venv``: see ``upstream.py``);
 * dump: what the database turns into: ``sqlite`` (the database file, through SQLite's backup
   API: ``SqliteBackupConnector``), ``sqlite-cp`` (the file copied as it is:
   ``SqliteCPConnector``), ``sqlite-sql`` (SQL text: ``SqliteConnector``), ``pg-sql``
-  (``pg_dump`` plain SQL: ``PgDumpConnector``) or ``pg-custom`` (``pg_dump -Fc``: ``PgDumpBinaryConnector``);
+  (``pg_dump`` plain SQL: ``PgDumpConnector``), ``pg-custom`` (``pg_dump -Fc``: ``PgDumpBinaryConnector``)
+  or ``mysql`` (``mysqldump``: ``MysqlDumpConnector``; its raw baselines are in ``mysql_bench.py``);
 * op: ``backup`` or ``restore``;
 * variant: ``plain``, ``gzip``, ``zstd``, ``gzip+gpg``, ``zstd+gpg`` (and, for raw tools only,
   a few extras such as ``pigz``).
@@ -29,11 +31,20 @@ CONNECTORS = {
     "sqlite-sql": "dbbackup.db.sqlite.SqliteConnector",
     "pg-sql": "dbbackup.db.postgresql.PgDumpConnector",
     "pg-custom": "dbbackup.db.postgresql.PgDumpBinaryConnector",
+    "mysql": "dbbackup.db.mysql.MysqlDumpConnector",
 }
 #: The dump kinds each engine benchmarks; the first is the engine's default connector.
-DUMPS = {"sqlite": ["sqlite", "sqlite-cp", "sqlite-sql"], "postgresql": ["pg-custom", "pg-sql"]}
+DUMPS = {
+    "sqlite": ["sqlite", "sqlite-cp", "sqlite-sql"],
+    "postgresql": ["pg-custom", "pg-sql"],
+    "mysql": ["mysql"],
+}
 #: Dumps whose restores are benchmarked (SqliteCPConnector restores exactly like the default).
-RESTORED_DUMPS = {"sqlite": ["sqlite", "sqlite-sql"], "postgresql": ["pg-custom", "pg-sql"]}
+RESTORED_DUMPS = {
+    "sqlite": ["sqlite", "sqlite-sql"],
+    "postgresql": ["pg-custom", "pg-sql"],
+    "mysql": ["mysql"],
+}
 
 ENCODE = {
     "plain": "",

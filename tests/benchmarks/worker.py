@@ -35,7 +35,8 @@ def main(config_path: str) -> dict:
     import django
 
     django.setup()
-    from dbbackup.pipeline import backup_database, restore_database
+    if config["mode"] != "command":  # command mode also runs django-dbbackup 5.4 (no pipeline)
+        from dbbackup.pipeline import backup_database, restore_database
 
     ready = time.perf_counter()
     report: dict = {"startup_seconds": ready - STARTED, "rss_before_op": _vm_rss()}
