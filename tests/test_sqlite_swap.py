@@ -1,6 +1,7 @@
 """A SQLite restore renames the checked scratch file in when no process has the database open,
 and copies it in with the backup API when one does (see dbbackup/db/sqlite_swap.py)."""
 
+import gc
 import io
 import os
 import sqlite3
@@ -69,6 +70,7 @@ def test_djangos_own_database_is_renamed_in_and_django_reconnects(connector_clas
     path = connection.settings_dict["NAME"]
     os.chmod(path, 0o640)
     inode = os.stat(path).st_ino
+    gc.collect()  # unreachable sqlite3 connections left by earlier tests still hold the file
     connector_class("default").restore_dump(io.BytesIO(dump))
     assert os.stat(path).st_ino != inode  # renamed in, not copied
     assert oct(os.stat(path).st_mode & 0o777) == oct(0o640)  # the live file's mode is kept
@@ -232,3 +234,20 @@ def test_a_missing_database_file_is_linked_in_with_sqlites_mode(tmp_path):
     assert target.stat().st_nlink == 1
     assert oct(target.stat().st_mode & 0o777) == oct(0o644 & ~umask)
     assert beside(target) == []
+
+
+def test_a_failed_rename_leaves_the_database_and_the_restore_copies(tmp_path, monkeypatch):
+    path = tmp_path / "db.sqlite3"
+    make_file(path, rows=3)
+    dump = dump_of(SqliteBackupConnector("default", NAME=str(path)))
+    execute(path, "DELETE FROM t")
+
+    def refuse(source, destination):
+        raise PermissionError("refused by the test")
+
+    monkeypatch.setattr(sqlite_swap.os, "replace", refuse)
+    inode = path.stat().st_ino
+    SqliteBackupConnector("default", NAME=str(path)).restore_dump(io.BytesIO(dump))
+    assert path.stat().st_ino == inode
+    assert count(path) == 3
+    assert beside(path) == []

@@ -109,7 +109,11 @@ def swap_in(scratch: str, target: str, timeout: float = 5.0) -> bool:
         try:
             if not _clear_sidecars(target):
                 return False
-            os.replace(scratch, target)
+            try:
+                os.replace(scratch, target)
+            except OSError as exc:
+                logger.debug("Restoring %s by copy, not rename: %s", target, exc)
+                return False
             with contextlib.suppress(OSError):
                 os.pwrite(descriptor, POISON, 0)
         finally:
