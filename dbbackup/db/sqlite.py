@@ -8,11 +8,17 @@
 
 All three restore the same way, whichever wrote the backup: the stream is loaded into a scratch
 database next to the target (or in ``DBBACKUP_TMP_DIR``), checked (header and size, end of a
-text dump, ``PRAGMA quick_check``: see :mod:`dbbackup.db.sqlite_scratch`), and only then
-copied into the live database with the backup API, which SQLite performs as one write
-transaction. A damaged, truncated or tampered backup therefore leaves the
-database exactly as it was. Open connections see the restored data (no file is swapped under
-them), ``:memory:`` databases work, and WAL files need no special care.
+text dump, ``PRAGMA quick_check``: see :mod:`dbbackup.db.sqlite_scratch`), and only then put in
+place of the live database, in one of two ways:
+
+* renamed over it (one atomic ``os.replace``) when no process has the live file open, which
+  the kernel proves with a file lease (:mod:`dbbackup.db.sqlite_swap`; Django's own connection
+  in this process is closed first and reopens when next used);
+* otherwise copied into it with the backup API, which SQLite performs as one write
+  transaction, so that open connections see the restored data (nothing is swapped under them);
+  ``:memory:`` databases always go this way.
+
+A damaged, truncated or tampered backup therefore leaves the database exactly as it was.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from dbbackup.db.sqlite_scratch import (
     check_integrity,
     execute_script,
 )
+from dbbackup.db.sqlite_swap import can_lease, swap_in
 from dbbackup.exceptions import CorruptBackupError, DumpError, RestoreError
 from dbbackup.streams import CHUNK_SIZE, IteratorReader, PeekableReader
 
@@ -108,10 +115,33 @@ class _SqliteConnectorBase(BaseDBConnector):
             scratch = sqlite3.connect(scratch_path)
             try:
                 check_integrity(scratch)
+            finally:
+                scratch.close()
+            if self._may_swap_in(scratch_path) and self._swap_in(scratch_path):
+                return
+            scratch = sqlite3.connect(scratch_path)
+            try:
                 with self._open() as target:
                     scratch.backup(target, progress=_give_up_after(self.lock_timeout(), self.database_name))
             finally:
                 scratch.close()
+
+    def _may_swap_in(self, scratch_path: str) -> bool:
+        """Whether a rename may replace the live file: a file path, the scratch file beside it."""
+        path = self.database_path
+        if self._is_in_memory() or path.startswith("file:") or not can_lease():
+            return False
+        return Path(scratch_path).resolve().parent == Path(path).resolve().parent
+
+    def _swap_in(self, scratch_path: str) -> bool:
+        """Rename the checked scratch database over the live file when no process has it open.
+
+        Django's connection in this process is closed first (it reconnects when next used);
+        see :mod:`dbbackup.db.sqlite_swap` for when the rename is allowed.
+        """
+        if self._uses_django_connection():
+            self.connection.close()
+        return swap_in(scratch_path, self.database_path, self.lock_timeout())
 
     @staticmethod
     def format_proof(found: str | None) -> str:
@@ -183,8 +213,12 @@ class SqliteBackupConnector(_SqliteConnectorBase):
         )
         os.close(descriptor)
         try:
-            destination = sqlite3.connect(path)
+            destination = sqlite3.connect(path, isolation_level=None)
             try:
+                # a private copy whose name is removed below: no journal, no fsync (a crash
+                # loses nothing but the copy, which the next run sweeps)
+                destination.execute("PRAGMA journal_mode=OFF")
+                destination.execute("PRAGMA synchronous=OFF")
                 with self._open() as source:
                     source.backup(destination)
             finally:

@@ -285,7 +285,8 @@ class Bench:
         return total
 
     def fresh_target(self) -> str:
-        """An empty restore target: an absent SQLite file or a new PostgreSQL database."""
+        """An empty restore target: an absent SQLite file (a copy of the database with
+        ``--restore-over``) or a new PostgreSQL database."""
         if self.engine == "media":
             target = self.root / "restore" / "media"
             shutil.rmtree(target, ignore_errors=True)
@@ -295,6 +296,9 @@ class Bench:
             target = self.root / "restore" / "target.sqlite3"
             for leftover in self.root.joinpath("restore").iterdir():
                 leftover.unlink()
+            if self.args.restore_over:  # a live database to replace, as in a real restore
+                shutil.copyfile(self.source, target)
+                os.sync()
             return str(target)
         name = f"{self.source}_restore"
         if self.engine == "mysql":
@@ -754,6 +758,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--scratch", default=str(HERE / ".scratch"), help="where to work (default: %(default)s)"
     )
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    parser.add_argument(
+        "--restore-over",
+        action="store_true",
+        help="SQLite: restore over a copy of the database instead of into an absent file",
+    )
     parser.add_argument("--interval", type=float, default=0.05, help="sampling interval in seconds")
     parser.add_argument("--timeout", type=float, default=3600, help="per-run timeout in seconds")
     parser.add_argument("--pg-host", default=os.environ.get("PGHOST", "127.0.0.1"))

@@ -23,7 +23,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connections
 
-from tests.faults.support import debris, fingerprint, kill, reap, start_command
+from tests.faults.support import debris, fingerprint, kill, reap, start_command, wait_for
 from tests.helpers import add_known_data
 from tests.testapp.models import Note
 
@@ -257,6 +257,9 @@ def test_a_killed_restore_leaves_the_database_as_it_was_or_fully_restored(
     restored = _big_text_backup(settings, backup_dir, CONNECTORS[connector])
     before = fingerprint("default")
     connections["default"].close()
+    # an idle connection elsewhere makes the restore copy with the backup API instead of renaming
+    database = django_settings.DATABASES["default"]["TEST"]["NAME"]
+    holder = sqlite3.connect(database) if delay == "copying" else None
     proc = start_command("dbrestore", "-d", "default", "-i", "big.dump", "--noinput")
     if delay is None:
         time.sleep(0.2)  # still starting Django: nothing opened yet
@@ -264,6 +267,7 @@ def test_a_killed_restore_leaves_the_database_as_it_was_or_fully_restored(
         deadline = time.monotonic() + 60
         while not _target_journal().exists() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.001)
+        assert _target_journal().exists(), "the restore should have copied into the held database"
     else:
         deadline = time.monotonic() + 60
         while not _scratch_files() and proc.poll() is None and time.monotonic() < deadline:
@@ -271,6 +275,8 @@ def test_a_killed_restore_leaves_the_database_as_it_was_or_fully_restored(
         time.sleep(delay)
     kill(proc.pid)
     returncode = reap(proc)
+    if holder is not None:
+        holder.close()
     journal = _target_journal()
     # a kill while SQLite starts or ends its write transaction may leave the target's journal
     # empty or with a zeroed magic number: not hot, so SQLite ignores it (and nothing was written
@@ -305,4 +311,42 @@ def test_an_interrupted_restore_removes_its_scratch_database(settings, backup_di
     assert reap(proc) != 0
     assert fingerprint("default") == before
     assert _scratch_files() == []
+    assert debris(database_dir()) == []
+
+
+@pytest.mark.parametrize("point", ["before-rename", "after-rename"])
+@pytest.mark.parametrize("connector", ["sql-text", "backup-api"])
+def test_a_restore_killed_around_the_rename_leaves_the_old_or_the_restored_database(
+    settings, backup_dir, tmp_path, point, connector
+):
+    """No process holds the database, so the checked scratch file is renamed in: a kill just
+    before the rename changes nothing, a kill just after it leaves the restored database, and
+    neither leaves a journal or write-ahead log beside it that SQLite would replay."""
+    restored = _big_text_backup(settings, backup_dir, CONNECTORS[connector])
+    before = fingerprint("default")
+    connections["default"].close()
+    mark = tmp_path / "paused"
+    proc = start_command(
+        "dbrestore", "-d", "default", "-i", "big.dump", "--noinput",
+        env={
+            "DJANGO_SETTINGS_MODULE": "tests.faults.pausing_settings",
+            "DBBACKUP_PAUSE_AT": point,
+            "DBBACKUP_PAUSE_MARK": str(mark),
+        },
+    )  # fmt: skip
+    wait_for(lambda: mark.exists() or proc.poll() is not None, 120, "the restore to reach the rename")
+    assert mark.exists(), proc.communicate()
+    kill(proc.pid)
+    assert reap(proc) != 0
+    database = Path(django_settings.DATABASES["default"]["TEST"]["NAME"])
+    assert not Path(f"{database}-wal").exists()
+    assert not _target_journal().exists()
+    check = sqlite3.connect(database)
+    assert check.execute("PRAGMA quick_check").fetchone() == ("ok",)
+    check.close()
+    assert fingerprint("default") == (before if point == "before-rename" else restored)
+    # before the rename the checked scratch file stays; the next restore sweeps it
+    assert bool(_scratch_files()) == (point == "before-rename")
+    run("dbrestore", "-d", "default", "-i", "big.dump", "--noinput")
+    assert fingerprint("default") == restored
     assert debris(database_dir()) == []
