@@ -306,14 +306,56 @@ class SqliteCPConnector(_SqliteConnectorBase):
         return IteratorReader(_locked_file_chunks(path))
 
 
+#: How long a copy of a WAL database waits for readers of older snapshots (seconds).
+WAL_BACKFILL_WAIT = 5.0
+
+
 def _locked_file_chunks(path: str) -> Iterator[bytes]:
+    """The database file's bytes, read while nothing can change them.
+
+    Rollback-journal databases: a read transaction holds SQLite's shared lock, which keeps
+    every writer out of the file until the copy is done. WAL databases need more, because there
+    writers commit into the ``-wal`` file and any connection's checkpoint later copies those
+    frames into the database file: a copy streamed under a mere read transaction could miss
+    commits that are in its snapshot and, worse, be torn by a checkpoint that rewrites pages
+    while they are read. So the copy takes the write lock (``BEGIN IMMEDIATE``: no commit can
+    happen until it is done; readers go on), then backfills every frame of the log into the
+    file with a passive checkpoint from a second connection, and refuses (``DumpError``) when
+    a reader of an older snapshot keeps some frames from being copied for ``WAL_BACKFILL_WAIT``
+    seconds. With the log fully
+    backfilled and no writer able to add to it, no checkpoint has anything left to write.
+    """
     lock = sqlite3.connect(path, isolation_level=None)
     try:
-        lock.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        lock.execute("BEGIN")
-        lock.execute("SELECT count(*) FROM sqlite_master").fetchone()  # takes the shared lock
+        wal = str(lock.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal"
+        if wal:
+            lock.execute("BEGIN IMMEDIATE")
+            _backfill_wal(path)
+        else:
+            lock.execute("BEGIN")
+            lock.execute("SELECT count(*) FROM sqlite_master").fetchone()  # takes the shared lock
         with open(path, "rb") as database_file:
             while chunk := database_file.read(CHUNK_SIZE):
                 yield chunk
     finally:
         lock.close()
+
+
+def _backfill_wal(path: str) -> None:
+    """Copy every committed frame of ``path``'s write-ahead log into the database file."""
+    helper = sqlite3.connect(path, isolation_level=None)
+    deadline = time.monotonic() + WAL_BACKFILL_WAIT
+    try:
+        while True:
+            busy, log_frames, copied = helper.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            if (not busy and copied >= log_frames) or time.monotonic() >= deadline:
+                break
+            time.sleep(0.05)  # an older reader is still at work; its snapshot ends soon
+    finally:
+        helper.close()
+    if busy or copied < log_frames:
+        raise DumpError(
+            f"SqliteCPConnector could not copy {path!r}: another connection reads an older "
+            "snapshot, so the write-ahead log cannot be folded into the file yet. Try again, "
+            "or use dbbackup.db.sqlite.SqliteBackupConnector, which copies a snapshot."
+        )
