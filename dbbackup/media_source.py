@@ -10,8 +10,9 @@ Two sources, chosen by :func:`source_for`:
   forever). A symbolic link is followed only while it stays inside the media folder; a link
   that leads out of it, or back into a folder being walked (a loop), is skipped with a warning.
 
-Both skip the temporary names a media restore writes (:func:`is_partial`), so a restore
-killed half-way never puts its debris into the next backup.
+Both skip the temporary names a media restore writes (:func:`is_partial`) and its staging
+folders (:func:`is_staging`), so a restore killed half-way never puts its debris into the next
+backup.
 """
 
 from __future__ import annotations
@@ -40,6 +41,16 @@ PARTIAL_PATTERN = re.compile(r"\..+\.dbbackup-partial-[0-9a-f]{8}")
 def is_partial(name: str) -> bool:
     """Whether ``name`` (a path or a base name) is a temporary name of a media restore."""
     return PARTIAL_PATTERN.fullmatch(posixpath.basename(name)) is not None
+
+
+#: ``.dbbackup-restore-<owner>-<random>``: the folder where a media restore stages the files of
+#: a ``FileSystemStorage`` until the whole archive is verified (:mod:`dbbackup.media_staging`).
+STAGING_PREFIX = ".dbbackup-restore-"
+
+
+def is_staging(name: str) -> bool:
+    """Whether ``name`` (a path below the media root) lies in a media restore's staging folder."""
+    return name.split("/", 1)[0].startswith(STAGING_PREFIX)
 
 
 def is_local(storage: DjangoStorage) -> bool:
@@ -83,6 +94,8 @@ class StorageSource:
             if not is_partial(name):
                 yield posixpath.join(path, name) if path else name
         for directory in sorted(directories):
+            if not path and is_staging(directory):
+                continue
             yield from self._names(posixpath.join(path, directory) if path else directory)
 
     def open(self, name: str) -> tuple[BinaryIO, int] | None:
@@ -136,7 +149,7 @@ class LocalSource(StorageSource):
         for base, is_link in listed:
             name = posixpath.join(path, base) if path else base
             full = os.path.join(folder, base)
-            if is_partial(base):
+            if is_partial(base) or (not path and is_staging(base)):
                 continue
             try:
                 if is_link:

@@ -16,9 +16,11 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from dbbackup import pipeline, signals, tar
+from dbbackup.pipeline import media as pipeline_media
 from dbbackup.management.commands import mediabackup as mediabackup_command
 from dbbackup.management.commands import mediarestore as mediarestore_command
 from dbbackup.media_source import LocalSource
+from dbbackup.media_staging import StagingTarget
 from dbbackup.storage import Storage, get_storage
 from tests.test_remote_storages import s3_server, s3_storages  # noqa: F401 - fixtures
 
@@ -346,10 +348,35 @@ def test_dot_slash_does_not_hide_an_escape(media, name):
     assert not media.exists() or tree(media) == {}
 
 
-def test_replace_writes_through_a_temporary_name_and_leaves_nothing_else(media, monkeypatch):
+def test_replace_stages_the_whole_archive_before_renaming_any_file(media, monkeypatch):
+    files = fill(media)
+    run("mediabackup")
+    for name in files:
+        (media / name).write_bytes(b"new version")
+    seen = []
+    real_replace = os.replace
+
+    def watching(src, dst, **kwargs):
+        if not seen:  # the first rename: every file is staged, none is in place yet
+            [staging] = [p for p in media.iterdir() if p.name.startswith(".dbbackup-restore-")]
+            assert staging.stat().st_mode & 0o777 == 0o700
+            assert tree(staging) == files
+            assert all((media / name).read_bytes() == b"new version" for name in files)
+        seen.append(dst)
+        return real_replace(src, dst, **kwargs)
+
+    monkeypatch.setattr(os, "replace", watching)
+    run("mediarestore", "--noinput", "-r")
+    assert sorted(seen) == sorted(os.path.basename(name) for name in files)
+    assert tree(media) == files
+    assert [p.name for p in media.iterdir() if p.name.startswith(".")] == []  # no staging folder left
+
+
+def test_a_storage_without_staging_writes_through_a_temporary_name(media, monkeypatch):
     files = fill(media)
     run("mediabackup")
     (media / "top.txt").write_bytes(b"new version")
+    monkeypatch.setattr(pipeline_media, "staging_supported", lambda storage: False)
     seen = []
     real_replace = os.replace
 
@@ -383,8 +410,32 @@ def test_leftover_temporary_files_are_removed_and_never_archived(media, backup_d
     assert "Removed 1 temporary file(s) left by an interrupted restore" in err
 
 
-def test_disk_errors_name_the_file_and_keep_the_old_version(media, monkeypatch):
+def test_a_disk_error_while_staging_changes_nothing_and_names_the_file(media, monkeypatch):
+    files = fill(media)
+    run("mediabackup")
+    for name in files:
+        (media / name).write_bytes(b"old version")
+    before = tree(media)
+    real_write = StagingTarget._write
+
+    def full(target, name, base, content, size):
+        if base == "leaf.bin":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(target, name, base, content, size)
+
+    monkeypatch.setattr(StagingTarget, "_write", full)
+    with pytest.raises(
+        CommandError,
+        match=r"'nested/deeper/still/leaf\.bin': No space left on device \(while staging it\); nothing in",
+    ):
+        run("mediarestore", "--noinput", "-r")
+    assert tree(media) == before
+    assert [p.name for p in media.iterdir() if p.name.startswith(".")] == []
+
+
+def test_without_staging_disk_errors_name_the_file_and_keep_the_old_version(media, monkeypatch):
     fill(media)
+    monkeypatch.setattr(pipeline_media, "staging_supported", lambda storage: False)
     run("mediabackup")
     (media / "top.txt").write_bytes(b"old version")
     real_fsync = os.fsync
