@@ -6,6 +6,8 @@ import io
 import json
 import os
 import re
+import shutil
+import stat
 import tarfile
 import tracemalloc
 
@@ -15,12 +17,12 @@ from django.core.files.storage import FileSystemStorage, InMemoryStorage, defaul
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from dbbackup import pipeline, signals, tar
-from dbbackup.pipeline import media as pipeline_media
+from dbbackup import linux_fs, pipeline, signals, tar
 from dbbackup.management.commands import mediabackup as mediabackup_command
 from dbbackup.management.commands import mediarestore as mediarestore_command
 from dbbackup.media_source import LocalSource
 from dbbackup.media_staging import StagingTarget
+from dbbackup.pipeline import media as pipeline_media
 from dbbackup.storage import Storage, get_storage
 from tests.test_remote_storages import s3_server, s3_storages  # noqa: F401 - fixtures
 
@@ -590,3 +592,85 @@ def test_a_name_near_the_length_limit_restores(media):
     archive_of({name: b"long"})
     run("mediarestore", "--noinput")
     assert tree(media) == {name: b"long"}
+
+
+@pytest.mark.parametrize("renameat2", [True, False], ids=["folders-moved-whole", "file-by-file"])
+def test_restored_files_and_folders_get_django_s_permissions(media, settings, monkeypatch, renameat2):
+    settings.FILE_UPLOAD_PERMISSIONS = 0o640
+    settings.FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o750
+    files = fill(media)
+    run("mediabackup")
+    shutil.rmtree(media / "nested")
+    (media / "top.txt").unlink()
+    if not renameat2:
+        monkeypatch.setattr(linux_fs, "rename_noreplace", lambda *args: False)
+    err = run("mediarestore", "--noinput")
+    assert "Restored 2 media file(s)" in err  # nested/deeper/still/leaf.bin and top.txt
+    assert "kept 3 existing file(s)" in err
+    assert tree(media) == files
+    for path in (media / "nested", media / "nested/deeper", media / "nested/deeper/still"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o750
+    for path in (media / "top.txt", media / "nested/deeper/still/leaf.bin"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    assert [p.name for p in media.iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_file_that_appears_before_the_renames_is_kept_without_replace(media, monkeypatch):
+    files = fill(media)
+    run("mediabackup")
+    (media / "top.txt").unlink()
+    real_commit = StagingTarget.commit
+
+    def meanwhile(target):
+        (media / "top.txt").write_bytes(b"uploaded meanwhile")
+        return real_commit(target)
+
+    monkeypatch.setattr(StagingTarget, "commit", meanwhile)
+    err = run("mediarestore", "--noinput", "-v", "2")
+    assert (media / "top.txt").read_bytes() == b"uploaded meanwhile"
+    assert "Kept existing top.txt" in err
+    assert "Restored 0 media file(s)" in err
+    assert "kept 5 existing file(s)" in err
+    assert tree(media) == {**files, "top.txt": b"uploaded meanwhile"}
+
+
+def test_without_syncfs_each_staged_file_is_flushed(media, monkeypatch):
+    files = fill(media)
+    run("mediabackup")
+    shutil.rmtree(media)
+    monkeypatch.setattr(linux_fs, "has_syncfs", lambda: False)
+    monkeypatch.setattr(linux_fs, "syncfs", lambda fd: False)
+    flushed = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: flushed.append(fd) or real_fsync(fd))
+    run("mediarestore", "--noinput")
+    assert tree(media) == files
+    assert len(flushed) == len(files)
+
+
+def test_a_staging_folder_is_never_archived(media, backup_dir):
+    files = fill(media)
+    staging = media / ".dbbackup-restore-000000000000-1-1-0123abcd"
+    (staging / "sub").mkdir(parents=True)
+    (staging / "sub" / "staged.txt").write_bytes(b"half a restore")
+    run("mediabackup")
+    [name] = get_storage().list_backups(content_type="media")
+    with tarfile.open(backup_dir / name) as archive:
+        assert sorted(archive.getnames()) == sorted(files)
+
+
+def test_duplicate_members_the_later_one_wins_with_replace_only(media):
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for data in (b"first", b"second"):
+            info = tarfile.TarInfo("a.txt")
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    get_storage().write_file(io.BytesIO(buffer.getvalue()), "host-2026-01-02-000000.tar")
+    err = run("mediarestore", "--noinput", "-i", "host-2026-01-02-000000.tar")
+    assert tree(media) == {"a.txt": b"first"}
+    assert "Restored 1 media file(s)" in err
+    assert "kept 1 existing file(s)" in err
+    (media / "a.txt").unlink()
+    run("mediarestore", "--noinput", "-r", "-i", "host-2026-01-02-000000.tar")
+    assert tree(media) == {"a.txt": b"second"}

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, BinaryIO
@@ -45,7 +45,7 @@ from dbbackup.pipeline._common import (
 )
 from dbbackup.pipeline.media_write import Tally, restore_staged, restore_twice
 from dbbackup.storage import Storage, get_storage
-from dbbackup.streams import DigestReader, IteratorReader
+from dbbackup.streams import DigestReader, ProducerReader
 
 logger = logging.getLogger("dbbackup")
 
@@ -122,7 +122,7 @@ def backup_media(
         source = source_for(media, exclude=backups_inside)
         counter = _Counter()
         filename, local_path, digest = store(
-            encode(IteratorReader(tar.stream_tar(source, on_added=counter.add)), codec, encrypt),
+            encode(_archive_reader(tar.stream_tar(source, on_added=counter.add)), codec, encrypt),
             storage=storage,
             filename=chosen or name_at(started),
             output_path=output_path,
@@ -169,6 +169,21 @@ def backup_media(
     if post_error is not None:
         raise post_error
     return result
+
+
+def _archive_reader(chunks: Iterator[bytes]) -> ProducerReader:
+    """The tar stream, built on a worker thread: reading the media files (and the system calls
+    of the walk) overlaps with compressing, encrypting, digesting and storing. The queue
+    between them holds a few chunks, so memory stays flat."""
+
+    def produce(write: Callable[[bytes], None]) -> None:
+        try:
+            for chunk in chunks:
+                write(chunk)
+        finally:
+            chunks.close()  # the open media file, when cancelled half-way
+
+    return ProducerReader(produce, name="dbbackup-tar", queue_chunks=4)
 
 
 class _Counter:
