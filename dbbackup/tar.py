@@ -59,32 +59,35 @@ def stream_tar(source: StorageSource, on_added: Callable[[str], object] | None =
     the source skips (deleted meanwhile, not regular, links leaving the folder) are not counted.
     """
     written = 0
-    for name in source.names():
-        opened = source.open(name)
-        if opened is None:
-            continue
-        handle, size = opened
-        with handle:
-            header = _header(name, size)
-            yield header
-            remaining = size
-            while remaining:
-                chunk = handle.read(min(CHUNK_SIZE, remaining))
-                if not chunk:
+    try:
+        for name in source.names():
+            opened = source.open(name)
+            if opened is None:
+                continue
+            handle, size = opened
+            with handle:
+                header = _header(name, size)
+                yield header
+                remaining = size
+                while remaining:
+                    chunk = handle.read(min(CHUNK_SIZE, remaining))
+                    if not chunk:
+                        raise MediaChangedError(
+                            f"The media file {name!r} shrank while it was archived; run the backup again."
+                        )
+                    remaining -= len(chunk)
+                    yield chunk
+                if handle.read(1):
                     raise MediaChangedError(
-                        f"The media file {name!r} shrank while it was archived; run the backup again."
+                        f"The media file {name!r} grew while it was archived; run the backup again."
                     )
-                remaining -= len(chunk)
-                yield chunk
-            if handle.read(1):
-                raise MediaChangedError(
-                    f"The media file {name!r} grew while it was archived; run the backup again."
-                )
-        padding = -size % BLOCK
-        yield b"\0" * padding
-        written += len(header) + size + padding
-        if on_added is not None:
-            on_added(name)
+            padding = -size % BLOCK
+            yield b"\0" * padding
+            written += len(header) + size + padding
+            if on_added is not None:
+                on_added(name)
+    finally:
+        source.close()
     end = b"\0" * (2 * BLOCK)
     written += len(end)
     yield end + b"\0" * (-written % RECORD)

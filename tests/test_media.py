@@ -674,3 +674,35 @@ def test_duplicate_members_the_later_one_wins_with_replace_only(media):
     (media / "a.txt").unlink()
     run("mediarestore", "--noinput", "-r", "-i", "host-2026-01-02-000000.tar")
     assert tree(media) == {"a.txt": b"second"}
+
+
+@pytest.mark.parametrize("when", ["before-its-first-file", "after-its-first-file"])
+def test_a_folder_swapped_for_a_link_during_the_backup_is_not_followed(
+    media, tmp_path, backup_dir, monkeypatch, when
+):
+    (media / "sub").mkdir(parents=True)
+    (media / "sub" / "a.txt").write_bytes(b"media")
+    (media / "sub" / "b.txt").write_bytes(b"media")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "a.txt").write_bytes(b"secret")
+    (outside / "b.txt").write_bytes(b"secret")
+    real_names = LocalSource.names
+
+    def swapping(source, path=""):
+        for name in real_names(source, path):
+            if name == ("sub/a.txt" if when == "before-its-first-file" else "sub/b.txt"):
+                (media / "sub").rename(media / "sub-old")
+                (media / "sub").symlink_to(outside)
+            yield name
+
+    monkeypatch.setattr(LocalSource, "names", swapping)
+    err = run("mediabackup")
+    [name] = get_storage().list_backups(content_type="media")
+    with tarfile.open(backup_dir / name) as archive:
+        archived = {member: archive.extractfile(member).read() for member in archive.getnames()}
+    if when == "before-its-first-file":
+        assert "Skipped media link sub/a.txt: it points outside the media folder" in err
+        assert archived == {}
+    else:  # read from the folder held open since its first file, never from outside
+        assert archived == {"sub/a.txt": b"media", "sub/b.txt": b"media"}
