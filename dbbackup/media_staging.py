@@ -53,11 +53,11 @@ from dbbackup.media_target import (
     LocalTarget,
     has_dir_fd,
 )
-from dbbackup.streams import CHUNK_SIZE
 
 logger = logging.getLogger("dbbackup")
 
 STAGED = "staged"
+_COPY_BUFFER = 256 * 1024
 _FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 _NO_HARD_LINKS = (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK)
 
@@ -99,6 +99,7 @@ class StagingTarget:
         self._stage_fd: int | None = None  # ... and its staging folder
         self._blocked: str | None = None  # ... or the link that blocks it
         self._fsync_each = not linux_fs.has_syncfs()
+        self._buffer = memoryview(bytearray(_COPY_BUFFER))  # reused: no allocation per chunk
 
     def prepare(self) -> tuple[int, int]:
         """Create the staging folder after removing what killed restores left.
@@ -218,11 +219,11 @@ class StagingTarget:
             source = ExactReader(content, size)
             remaining = size
             while remaining:
-                chunk = source.read(min(CHUNK_SIZE, remaining))
-                if not chunk:
+                count = source.readinto(self._buffer[: min(len(self._buffer), remaining)])
+                if not count:
                     raise CorruptBackupError(f"The media backup ends inside {name!r}")
-                out.write(chunk)
-                remaining -= len(chunk)
+                out.write(self._buffer[:count])
+                remaining -= count
             out.flush()
             if self.file_mode is not None:
                 os.fchmod(fd, self.file_mode)

@@ -72,6 +72,8 @@ class ExactReader(io.RawIOBase):
 
     def readinto(self, buffer) -> int:
         try:
+            if hasattr(self._content, "readinto"):  # tarfile's member files: no extra copy
+                return self._content.readinto(buffer) or 0
             data = self._content.read(len(buffer))
         except tarfile.TarError as exc:
             raise CorruptBackupError(f"The media backup is damaged: {exc}") from exc
