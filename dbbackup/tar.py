@@ -16,6 +16,7 @@ writes (``tar -C media -cf x.tar .``) restore like any other.
 
 from __future__ import annotations
 
+import functools
 import logging
 import posixpath
 import tarfile
@@ -44,12 +45,35 @@ class MediaChangedError(DbbackupError):
     """A media file changed size while it was being archived."""
 
 
-def _header(name: str, size: int) -> bytes:
+def _tarfile_header(name: str, size: int) -> bytes:
     info = tarfile.TarInfo(name)
     info.size = size
     info.mode = 0o644
     info.mtime = 0
     return info.tobuf(format=tarfile.PAX_FORMAT, encoding="utf-8", errors="surrogateescape")
+
+
+@functools.lru_cache(maxsize=1)
+def _template() -> bytes:
+    return _tarfile_header("x", 0)  # one ustar block: what tarfile writes for a short ASCII name
+
+
+def _header(name: str, size: int) -> bytes:
+    """The header of a member, byte for byte what ``tarfile`` writes in PAX format.
+
+    Most names are ASCII and at most 100 characters: tarfile then writes a single ustar block,
+    which is built here from a template (building it through ``tarfile`` cost about a sixth of
+    an uncompressed backup's CPU). Other names and sizes go through ``tarfile`` (a pax record
+    carries them).
+    """
+    if len(name) > 100 or size >= 8**11 or not name.isascii():
+        return _tarfile_header(name, size)
+    block = bytearray(_template())
+    block[0:100] = name.encode("ascii").ljust(100, b"\0")
+    block[124:136] = b"%011o\0" % size
+    block[148:156] = b"        "  # the checksum is computed with its own field as spaces
+    block[148:155] = b"%06o\0" % sum(block)
+    return bytes(block)
 
 
 def stream_tar(source: StorageSource, on_added: Callable[[str], object] | None = None) -> Iterator[bytes]:

@@ -706,3 +706,12 @@ def test_a_folder_swapped_for_a_link_during_the_backup_is_not_followed(
         assert archived == {}
     else:  # read from the folder held open since its first file, never from outside
         assert archived == {"sub/a.txt": b"media", "sub/b.txt": b"media"}
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["a", "top.txt", "uploads-1/2021/02/file-123.jpg", "x" * 100, "x" * 101, "ünï/é.txt", "a b/c\tq"],
+)
+@pytest.mark.parametrize("size", [0, 1, 511, 512, 50 * 1024 * 1024, 8**11 - 1, 8**11])
+def test_member_headers_are_byte_for_byte_tarfile_s(name, size):
+    assert tar._header(name, size) == tar._tarfile_header(name, size)
