@@ -715,3 +715,25 @@ def test_a_folder_swapped_for_a_link_during_the_backup_is_not_followed(
 @pytest.mark.parametrize("size", [0, 1, 511, 512, 50 * 1024 * 1024, 8**11 - 1, 8**11])
 def test_member_headers_are_byte_for_byte_tarfile_s(name, size):
     assert tar._header(name, size) == tar._tarfile_header(name, size)
+
+
+def test_an_interrupt_while_staging_changes_nothing_and_removes_the_staging_folder(media, monkeypatch):
+    files = fill(media)
+    run("mediabackup")
+    for name in files:
+        (media / name).write_bytes(b"old version")
+    before = tree(media)
+    real_write = StagingTarget._write
+    calls = []
+
+    def interrupted(target, name, base, content, size):
+        calls.append(name)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_write(target, name, base, content, size)
+
+    monkeypatch.setattr(StagingTarget, "_write", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run("mediarestore", "--noinput", "-r")
+    assert tree(media) == before
+    assert [p.name for p in media.iterdir() if p.name.startswith(".")] == []

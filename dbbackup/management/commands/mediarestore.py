@@ -52,8 +52,9 @@ class Command(BaseDbBackupCommand):
 
     def interrupted_outcome(self) -> str:
         return (
-            "the media folder is unchanged unless the verified files were already being moved "
-            "into place (those moved are restored, the others unchanged); run the restore again."
+            "nothing was changed unless the verified files were already being moved into place "
+            "(or, on storages other than a local folder, written): those are restored, the "
+            "others unchanged; run the restore again."
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
