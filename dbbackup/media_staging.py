@@ -215,20 +215,23 @@ class StagingTarget:
             os.unlink(base, dir_fd=self._stage_fd)
             self.staged -= 1
             fd = os.open(base, _FILE_FLAGS, 0o666, dir_fd=self._stage_fd)
-        with open(fd, "wb") as out:  # buffered: a short write(2) is retried, then raises
+        try:  # plain write(2) calls, a short one continued: no file object's extra system calls
             source = ExactReader(content, size)
             remaining = size
             while remaining:
                 count = source.readinto(self._buffer[: min(len(self._buffer), remaining)])
                 if not count:
                     raise CorruptBackupError(f"The media backup ends inside {name!r}")
-                out.write(self._buffer[:count])
+                pending = self._buffer[:count]
+                while pending:
+                    pending = pending[os.write(fd, pending) :]
                 remaining -= count
-            out.flush()
             if self.file_mode is not None:
                 os.fchmod(fd, self.file_mode)
             if self._fsync_each:
                 os.fsync(fd)
+        finally:
+            os.close(fd)
         self.staged += 1
         return STAGED
 
