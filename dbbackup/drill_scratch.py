@@ -283,24 +283,14 @@ def scratch_folder() -> str:
     sweep_folders(settings.TMP_DIR)
     directory = Path(settings.TMP_DIR)
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{FOLDER_PREFIX}{leftovers.owner()}-{secrets.token_hex(4)}"
+    path = directory / leftovers.folder_name(FOLDER_PREFIX)
     path.mkdir(mode=0o700)
     return str(path)
 
 
 def sweep_folders(directory: str | os.PathLike[str]) -> list[str]:
     """Remove the scratch folders of media drills that were killed; return their paths."""
-    removed = []
-    with contextlib.suppress(OSError), os.scandir(directory) as entries:
-        for entry in entries:
-            if not entry.name.startswith(FOLDER_PREFIX) or not entry.is_dir(follow_symlinks=False):
-                continue
-            with contextlib.suppress(OSError):
-                modified = entry.stat(follow_symlinks=False).st_mtime
-                if leftovers.is_stale(entry.name[len(FOLDER_PREFIX) :], modified):
-                    shutil.rmtree(entry.path)
-                    removed.append(entry.path)
-    return removed
+    return leftovers.sweep_folders(directory, FOLDER_PREFIX)
 
 
 def _line(exc: BaseException) -> str:

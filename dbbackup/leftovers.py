@@ -13,6 +13,10 @@ its start time (in clock ticks since boot, from ``/proc``). A later run removes 
   name without an owner written by an older version) and it was last modified more than
   ``DBBACKUP_LEFTOVER_MAX_AGE`` seconds ago (24 hours unless set; ``None`` never sweeps those).
 
+Folders are owned the same way: a media restore stages its files in
+``MEDIA_ROOT/.dbbackup-restore-<owner>-<random>/`` and a media drill extracts into
+``.dbbackup-drill-<owner>-<random>/``; :func:`sweep_folders` removes those of dead owners.
+
 So a file a live run is writing is never removed, on this host or another (as long as no run
 takes longer than the age limit). Sweeping never fails the run that sweeps: a file that cannot
 be removed is logged and left.
@@ -27,6 +31,8 @@ import logging
 import os
 import posixpath
 import re
+import secrets
+import shutil
 import time
 import uuid
 from pathlib import Path
@@ -91,6 +97,42 @@ def partial_name(name: str) -> str:
 def scratch_prefix() -> str:
     """The ``tempfile`` prefix of a scratch database this process creates."""
     return f"{SCRATCH_PREFIX}{owner()}-"
+
+
+def folder_name(prefix: str) -> str:
+    """A new name for a private working folder: ``<prefix><owner>-<random>`` (see
+    :func:`sweep_folders`)."""
+    return f"{prefix}{owner()}-{secrets.token_hex(4)}"
+
+
+def sweep_folders(directory: str | os.PathLike[str], prefix: str) -> list[str]:
+    """Remove the folders named by :func:`folder_name` with ``prefix`` directly in ``directory``
+    whose owner is gone (or, when it cannot be checked, that are older than the age limit).
+
+    Links are never followed (``shutil.rmtree`` removes a link, not what it points to). A
+    folder that cannot be removed is logged and left. Returns the paths removed.
+    """
+    removed = []
+    try:
+        with os.scandir(directory) as scan:
+            entries = [entry for entry in scan if entry.name.startswith(prefix)]
+    except OSError:
+        return removed
+    for entry in entries:
+        try:
+            if not entry.is_dir(follow_symlinks=False):
+                continue
+            if not is_stale(entry.name[len(prefix) :], entry.stat(follow_symlinks=False).st_mtime):
+                continue
+            shutil.rmtree(entry.path)
+        except FileNotFoundError:
+            continue  # another run swept it first
+        except OSError as exc:
+            logger.warning("Could not remove the leftover folder %s: %s", entry.path, exc)
+            continue
+        logger.info("Removed the folder %s, left behind by a run that was killed", entry.path)
+        removed.append(entry.path)
+    return removed
 
 
 def is_leftover(base: str) -> bool:

@@ -10,8 +10,9 @@ Two sources, chosen by :func:`source_for`:
   forever). A symbolic link is followed only while it stays inside the media folder; a link
   that leads out of it, or back into a folder being walked (a loop), is skipped with a warning.
 
-Both skip the temporary names a media restore writes (:func:`is_partial`), so a restore
-killed half-way never puts its debris into the next backup.
+Both skip the temporary names a media restore writes (:func:`is_partial`) and its staging
+folders (:func:`is_staging`), so a restore killed half-way never puts its debris into the next
+backup.
 """
 
 from __future__ import annotations
@@ -40,6 +41,16 @@ PARTIAL_PATTERN = re.compile(r"\..+\.dbbackup-partial-[0-9a-f]{8}")
 def is_partial(name: str) -> bool:
     """Whether ``name`` (a path or a base name) is a temporary name of a media restore."""
     return PARTIAL_PATTERN.fullmatch(posixpath.basename(name)) is not None
+
+
+#: ``.dbbackup-restore-<owner>-<random>``: the folder where a media restore stages the files of
+#: a ``FileSystemStorage`` until the whole archive is verified (:mod:`dbbackup.media_staging`).
+STAGING_PREFIX = ".dbbackup-restore-"
+
+
+def is_staging(name: str) -> bool:
+    """Whether ``name`` (a path below the media root) lies in a media restore's staging folder."""
+    return name.split("/", 1)[0].startswith(STAGING_PREFIX)
 
 
 def is_local(storage: DjangoStorage) -> bool:
@@ -83,7 +94,12 @@ class StorageSource:
             if not is_partial(name):
                 yield posixpath.join(path, name) if path else name
         for directory in sorted(directories):
+            if not path and is_staging(directory):
+                continue
             yield from self._names(posixpath.join(path, directory) if path else directory)
+
+    def close(self) -> None:
+        """Release what the source holds between files (nothing, here)."""
 
     def open(self, name: str) -> tuple[BinaryIO, int] | None:
         """``(file, size)`` of ``name``, or ``None`` (with a warning) when it must be skipped."""
@@ -95,6 +111,10 @@ class StorageSource:
         size = handle.size if handle.size is not None else self.storage.size(name)
         return handle, size
 
+
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+#: Opening a media file: never through a link as its last component, never waiting (a FIFO).
+_OPEN_FLAGS = os.O_RDONLY | _NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
 _KINDS = {
     stat.S_IFIFO: "a FIFO",
@@ -114,6 +134,8 @@ class LocalSource(StorageSource):
     def __init__(self, storage: DjangoStorage, exclude: str | None = None) -> None:
         super().__init__(storage, exclude)
         self.root = os.path.realpath(storage.location)
+        self._folder_name: str | None = None
+        self._folder_fd: int | None = None
 
     def _inside(self, real: str) -> bool:
         return real == self.root or real.startswith(self.root.rstrip(os.sep) + os.sep)
@@ -136,7 +158,7 @@ class LocalSource(StorageSource):
         for base, is_link in listed:
             name = posixpath.join(path, base) if path else base
             full = os.path.join(folder, base)
-            if is_partial(base):
+            if is_partial(base) or (not path and is_staging(base)):
                 continue
             try:
                 if is_link:
@@ -172,16 +194,62 @@ class LocalSource(StorageSource):
         """Open ``name`` without following a link out of the folder and without blocking.
 
         The checks of the walk are made again on the opened file: the folder may have changed
-        since (a file replaced by a FIFO or by a link pointing elsewhere).
+        since (a file replaced by a FIFO or by a link pointing elsewhere). A file that is not a
+        link is opened relative to its folder, held open while its files are read and checked
+        to lie inside the media folder once opened (where ``/proc`` says where it is), so a
+        folder swapped for a link meanwhile cannot lead outside.
         """
+        parent, base = posixpath.split(name)
+        folder = self._folder(parent)
+        if folder is not None:
+            try:
+                fd = os.open(base, _OPEN_FLAGS, dir_fd=folder)
+            except FileNotFoundError:
+                logger.warning("Skipped media file %s: it was deleted while the backup ran", name)
+                return None
+            except OSError as exc:
+                if exc.errno != errno.ELOOP:
+                    raise
+                return self._open_path(name)  # a link: resolved and checked as a whole
+            return self._checked(fd, name)
+        return self._open_path(name)
+
+    def _folder(self, parent: str) -> int | None:
+        """A descriptor of the folder ``parent``, held until another folder is asked for;
+        ``None`` when it cannot be pinned inside the media folder (the caller checks by path)."""
+        if parent == self._folder_name:
+            return self._folder_fd
+        self.close()
+        real = os.path.realpath(os.path.join(self.root, parent))
+        if not self._inside(real):
+            return None
+        try:
+            fd = os.open(real, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
+        except OSError:
+            return None
+        try:
+            actual = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            actual = None
+        if actual is None or not self._inside(actual):
+            os.close(fd)
+            return None
+        self._folder_name, self._folder_fd = parent, fd
+        return fd
+
+    def close(self) -> None:
+        """Let go of the folder held open by :meth:`open`."""
+        if self._folder_fd is not None:
+            os.close(self._folder_fd)
+        self._folder_name, self._folder_fd = None, None
+
+    def _open_path(self, name: str) -> tuple[BinaryIO, int] | None:
         real = os.path.realpath(os.path.join(self.root, name))
         if not self._inside(real):
             logger.warning("Skipped media link %s: it points outside the media folder (%s)", name, real)
             return None
-        nonblocking = getattr(os, "O_NONBLOCK", 0)
-        flags = os.O_RDONLY | nonblocking | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
         try:
-            fd = os.open(real, flags)
+            fd = os.open(real, _OPEN_FLAGS)
         except FileNotFoundError:
             logger.warning("Skipped media file %s: it was deleted while the backup ran", name)
             return None
@@ -190,12 +258,15 @@ class LocalSource(StorageSource):
                 raise
             logger.warning("Skipped media link %s: it was replaced by a link while the backup ran", name)
             return None
+        return self._checked(fd, name)
+
+    def _checked(self, fd: int, name: str) -> tuple[BinaryIO, int] | None:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             os.close(fd)
             logger.warning("Skipped media file %s: it is %s, not a regular file", name, _kind(info.st_mode))
             return None
-        if nonblocking:
+        if _NONBLOCK:
             os.set_blocking(fd, True)
         return os.fdopen(fd, "rb"), info.st_size
 

@@ -49,8 +49,8 @@ logger = logging.getLogger("dbbackup")
 
 WRITTEN, KEPT, SKIPPED = "written", "kept", "skipped"
 
-_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
+NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
 def partial_name(base: str, token: str) -> str:
@@ -59,8 +59,9 @@ def partial_name(base: str, token: str) -> str:
     return f".{short}.dbbackup-partial-{token}"
 
 
-class _Exact(io.RawIOBase):
-    """A member's content as a read-only, non-seekable file of known size, for any storage."""
+class ExactReader(io.RawIOBase):
+    """A member's content as a read-only, non-seekable file of known size, for any storage;
+    a tar error while reading it is a :class:`CorruptBackupError`."""
 
     def __init__(self, content: BinaryIO, size: int) -> None:
         self._content = content
@@ -71,6 +72,8 @@ class _Exact(io.RawIOBase):
 
     def readinto(self, buffer) -> int:
         try:
+            if hasattr(self._content, "readinto"):  # tarfile's member files: no extra copy
+                return self._content.readinto(buffer) or 0
             data = self._content.read(len(buffer))
         except tarfile.TarError as exc:
             raise CorruptBackupError(f"The media backup is damaged: {exc}") from exc
@@ -108,7 +111,7 @@ class StorageTarget:
             upload.discard(storage, temporary)
             try:
                 # streamed, or spooled for media storages that seek (dbbackup.upload)
-                saved = upload.save(storage, temporary, _Exact(content, size))
+                saved = upload.save(storage, temporary, ExactReader(content, size))
                 if saved != temporary:
                     storage.delete(saved)
                     raise StorageError(f"the media storage saved it as {saved!r} instead of {temporary!r}")
@@ -181,15 +184,15 @@ class LocalTarget(StorageTarget):
     def _open_folder(self, name: str, parts: list[str]) -> int:
         """A descriptor of the folder ``parts`` below the root, created as needed, links refused."""
         os.makedirs(self.root, exist_ok=True)
-        fd = os.open(self.root, _DIR_FLAGS)
+        fd = os.open(self.root, DIR_FLAGS)
         try:
             for index, part in enumerate(parts):
                 try:
-                    child = os.open(part, _DIR_FLAGS | _NOFOLLOW, dir_fd=fd)
+                    child = os.open(part, DIR_FLAGS | NOFOLLOW, dir_fd=fd)
                 except FileNotFoundError:
                     with contextlib.suppress(FileExistsError):
                         os.mkdir(part, 0o777, dir_fd=fd)
-                    child = os.open(part, _DIR_FLAGS | _NOFOLLOW, dir_fd=fd)
+                    child = os.open(part, DIR_FLAGS | NOFOLLOW, dir_fd=fd)
                     if self.directory_mode is not None:
                         os.fchmod(child, self.directory_mode)
                 except OSError as exc:
@@ -222,7 +225,7 @@ class LocalTarget(StorageTarget):
                 )
                 return SKIPPED
             try:
-                return self._write_in(folder, name, base, content, size)
+                return self.write_in(folder, name, base, content, size)
             finally:
                 os.close(folder)
         except OSError as exc:
@@ -231,7 +234,8 @@ class LocalTarget(StorageTarget):
                 "its previous version, if any, is unchanged."
             ) from exc
 
-    def _write_in(self, folder: int, name: str, base: str, content: BinaryIO, size: int) -> str:
+    def write_in(self, folder: int, name: str, base: str, content: BinaryIO, size: int) -> str:
+        """Write ``base`` in the open ``folder`` through a temporary name: ``WRITTEN`` or ``KEPT``."""
         try:
             existing = os.stat(base, dir_fd=folder, follow_symlinks=False)
         except FileNotFoundError:
@@ -242,11 +246,11 @@ class LocalTarget(StorageTarget):
             if not self.replace:
                 return KEPT
         temporary = partial_name(base, secrets.token_hex(4))
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
         fd = os.open(temporary, flags, 0o666, dir_fd=folder)
         try:
             with open(fd, "wb") as out:  # buffered: a short write(2) is retried, then raises
-                source = _Exact(content, size)
+                source = ExactReader(content, size)
                 remaining = size
                 while remaining:
                     chunk = source.read(min(CHUNK_SIZE, remaining))
@@ -284,13 +288,13 @@ class LocalTarget(StorageTarget):
         return WRITTEN
 
 
-def _has_dir_fd() -> bool:
+def has_dir_fd() -> bool:
     needed = (os.open, os.stat, os.mkdir, os.unlink, os.rename, os.link)  # os.replace is os.rename
-    return _NOFOLLOW != 0 and all(function in os.supports_dir_fd for function in needed)
+    return NOFOLLOW != 0 and all(function in os.supports_dir_fd for function in needed)
 
 
 def target_for(storage: DjangoStorage, *, replace: bool, warn: Callable[[str], object]) -> StorageTarget:
     """The writer for ``storage``: on disk for a stock ``FileSystemStorage`` (where the
     platform can open files relative to a folder without following links), else its API."""
-    cls = LocalTarget if is_local(storage) and _has_dir_fd() else StorageTarget
+    cls = LocalTarget if is_local(storage) and has_dir_fd() else StorageTarget
     return cls(storage, replace=replace, warn=warn)

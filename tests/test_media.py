@@ -6,6 +6,8 @@ import io
 import json
 import os
 import re
+import shutil
+import stat
 import tarfile
 import tracemalloc
 
@@ -15,10 +17,12 @@ from django.core.files.storage import FileSystemStorage, InMemoryStorage, defaul
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from dbbackup import pipeline, signals, tar
+from dbbackup import linux_fs, pipeline, signals, tar
 from dbbackup.management.commands import mediabackup as mediabackup_command
 from dbbackup.management.commands import mediarestore as mediarestore_command
 from dbbackup.media_source import LocalSource
+from dbbackup.media_staging import StagingTarget
+from dbbackup.pipeline import media as pipeline_media
 from dbbackup.storage import Storage, get_storage
 from tests.test_remote_storages import s3_server, s3_storages  # noqa: F401 - fixtures
 
@@ -346,10 +350,35 @@ def test_dot_slash_does_not_hide_an_escape(media, name):
     assert not media.exists() or tree(media) == {}
 
 
-def test_replace_writes_through_a_temporary_name_and_leaves_nothing_else(media, monkeypatch):
+def test_replace_stages_the_whole_archive_before_renaming_any_file(media, monkeypatch):
+    files = fill(media)
+    run("mediabackup")
+    for name in files:
+        (media / name).write_bytes(b"new version")
+    seen = []
+    real_replace = os.replace
+
+    def watching(src, dst, **kwargs):
+        if not seen:  # the first rename: every file is staged, none is in place yet
+            [staging] = [p for p in media.iterdir() if p.name.startswith(".dbbackup-restore-")]
+            assert staging.stat().st_mode & 0o777 == 0o700
+            assert tree(staging) == files
+            assert all((media / name).read_bytes() == b"new version" for name in files)
+        seen.append(dst)
+        return real_replace(src, dst, **kwargs)
+
+    monkeypatch.setattr(os, "replace", watching)
+    run("mediarestore", "--noinput", "-r")
+    assert sorted(seen) == sorted(os.path.basename(name) for name in files)
+    assert tree(media) == files
+    assert [p.name for p in media.iterdir() if p.name.startswith(".")] == []  # no staging folder left
+
+
+def test_a_storage_without_staging_writes_through_a_temporary_name(media, monkeypatch):
     files = fill(media)
     run("mediabackup")
     (media / "top.txt").write_bytes(b"new version")
+    monkeypatch.setattr(pipeline_media, "staging_supported", lambda storage: False)
     seen = []
     real_replace = os.replace
 
@@ -383,8 +412,32 @@ def test_leftover_temporary_files_are_removed_and_never_archived(media, backup_d
     assert "Removed 1 temporary file(s) left by an interrupted restore" in err
 
 
-def test_disk_errors_name_the_file_and_keep_the_old_version(media, monkeypatch):
+def test_a_disk_error_while_staging_changes_nothing_and_names_the_file(media, monkeypatch):
+    files = fill(media)
+    run("mediabackup")
+    for name in files:
+        (media / name).write_bytes(b"old version")
+    before = tree(media)
+    real_write = StagingTarget._write
+
+    def full(target, name, base, content, size):
+        if base == "leaf.bin":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(target, name, base, content, size)
+
+    monkeypatch.setattr(StagingTarget, "_write", full)
+    with pytest.raises(
+        CommandError,
+        match=r"'nested/deeper/still/leaf\.bin': No space left on device \(while staging it\); nothing in",
+    ):
+        run("mediarestore", "--noinput", "-r")
+    assert tree(media) == before
+    assert [p.name for p in media.iterdir() if p.name.startswith(".")] == []
+
+
+def test_without_staging_disk_errors_name_the_file_and_keep_the_old_version(media, monkeypatch):
     fill(media)
+    monkeypatch.setattr(pipeline_media, "staging_supported", lambda storage: False)
     run("mediabackup")
     (media / "top.txt").write_bytes(b"old version")
     real_fsync = os.fsync
@@ -539,3 +592,148 @@ def test_a_name_near_the_length_limit_restores(media):
     archive_of({name: b"long"})
     run("mediarestore", "--noinput")
     assert tree(media) == {name: b"long"}
+
+
+@pytest.mark.parametrize("renameat2", [True, False], ids=["folders-moved-whole", "file-by-file"])
+def test_restored_files_and_folders_get_django_s_permissions(media, settings, monkeypatch, renameat2):
+    settings.FILE_UPLOAD_PERMISSIONS = 0o640
+    settings.FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o750
+    files = fill(media)
+    run("mediabackup")
+    shutil.rmtree(media / "nested")
+    (media / "top.txt").unlink()
+    if not renameat2:
+        monkeypatch.setattr(linux_fs, "rename_noreplace", lambda *args: False)
+    err = run("mediarestore", "--noinput")
+    assert "Restored 2 media file(s)" in err  # nested/deeper/still/leaf.bin and top.txt
+    assert "kept 3 existing file(s)" in err
+    assert tree(media) == files
+    for path in (media / "nested", media / "nested/deeper", media / "nested/deeper/still"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o750
+    for path in (media / "top.txt", media / "nested/deeper/still/leaf.bin"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    assert [p.name for p in media.iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_file_that_appears_before_the_renames_is_kept_without_replace(media, monkeypatch):
+    files = fill(media)
+    run("mediabackup")
+    (media / "top.txt").unlink()
+    real_commit = StagingTarget.commit
+
+    def meanwhile(target):
+        (media / "top.txt").write_bytes(b"uploaded meanwhile")
+        return real_commit(target)
+
+    monkeypatch.setattr(StagingTarget, "commit", meanwhile)
+    err = run("mediarestore", "--noinput", "-v", "2")
+    assert (media / "top.txt").read_bytes() == b"uploaded meanwhile"
+    assert "Kept existing top.txt" in err
+    assert "Restored 0 media file(s)" in err
+    assert "kept 5 existing file(s)" in err
+    assert tree(media) == {**files, "top.txt": b"uploaded meanwhile"}
+
+
+def test_without_syncfs_each_staged_file_is_flushed(media, monkeypatch):
+    files = fill(media)
+    run("mediabackup")
+    shutil.rmtree(media)
+    monkeypatch.setattr(linux_fs, "has_syncfs", lambda: False)
+    monkeypatch.setattr(linux_fs, "syncfs", lambda fd: False)
+    flushed = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: flushed.append(fd) or real_fsync(fd))
+    run("mediarestore", "--noinput")
+    assert tree(media) == files
+    assert len(flushed) == len(files)
+
+
+def test_a_staging_folder_is_never_archived(media, backup_dir):
+    files = fill(media)
+    staging = media / ".dbbackup-restore-000000000000-1-1-0123abcd"
+    (staging / "sub").mkdir(parents=True)
+    (staging / "sub" / "staged.txt").write_bytes(b"half a restore")
+    run("mediabackup")
+    [name] = get_storage().list_backups(content_type="media")
+    with tarfile.open(backup_dir / name) as archive:
+        assert sorted(archive.getnames()) == sorted(files)
+
+
+def test_duplicate_members_the_later_one_wins_with_replace_only(media):
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for data in (b"first", b"second"):
+            info = tarfile.TarInfo("a.txt")
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    get_storage().write_file(io.BytesIO(buffer.getvalue()), "host-2026-01-02-000000.tar")
+    err = run("mediarestore", "--noinput", "-i", "host-2026-01-02-000000.tar")
+    assert tree(media) == {"a.txt": b"first"}
+    assert "Restored 1 media file(s)" in err
+    assert "kept 1 existing file(s)" in err
+    (media / "a.txt").unlink()
+    run("mediarestore", "--noinput", "-r", "-i", "host-2026-01-02-000000.tar")
+    assert tree(media) == {"a.txt": b"second"}
+
+
+@pytest.mark.parametrize("when", ["before-its-first-file", "after-its-first-file"])
+def test_a_folder_swapped_for_a_link_during_the_backup_is_not_followed(
+    media, tmp_path, backup_dir, monkeypatch, when
+):
+    (media / "sub").mkdir(parents=True)
+    (media / "sub" / "a.txt").write_bytes(b"media")
+    (media / "sub" / "b.txt").write_bytes(b"media")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "a.txt").write_bytes(b"secret")
+    (outside / "b.txt").write_bytes(b"secret")
+    real_names = LocalSource.names
+
+    def swapping(source, path=""):
+        for name in real_names(source, path):
+            if name == ("sub/a.txt" if when == "before-its-first-file" else "sub/b.txt"):
+                (media / "sub").rename(media / "sub-old")
+                (media / "sub").symlink_to(outside)
+            yield name
+
+    monkeypatch.setattr(LocalSource, "names", swapping)
+    err = run("mediabackup")
+    [name] = get_storage().list_backups(content_type="media")
+    with tarfile.open(backup_dir / name) as archive:
+        archived = {member: archive.extractfile(member).read() for member in archive.getnames()}
+    if when == "before-its-first-file":
+        assert "Skipped media link sub/a.txt: it points outside the media folder" in err
+        assert archived == {}
+    else:  # read from the folder held open since its first file, never from outside
+        assert archived == {"sub/a.txt": b"media", "sub/b.txt": b"media"}
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["a", "top.txt", "uploads-1/2021/02/file-123.jpg", "x" * 100, "x" * 101, "ünï/é.txt", "a b/c\tq"],
+)
+@pytest.mark.parametrize("size", [0, 1, 511, 512, 50 * 1024 * 1024, 8**11 - 1, 8**11])
+def test_member_headers_are_byte_for_byte_tarfile_s(name, size):
+    assert tar._header(name, size) == tar._tarfile_header(name, size)
+
+
+def test_an_interrupt_while_staging_changes_nothing_and_removes_the_staging_folder(media, monkeypatch):
+    files = fill(media)
+    run("mediabackup")
+    for name in files:
+        (media / name).write_bytes(b"old version")
+    before = tree(media)
+    real_write = StagingTarget._write
+    calls = []
+
+    def interrupted(target, name, base, content, size):
+        calls.append(name)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_write(target, name, base, content, size)
+
+    monkeypatch.setattr(StagingTarget, "_write", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run("mediarestore", "--noinput", "-r")
+    assert tree(media) == before
+    assert [p.name for p in media.iterdir() if p.name.startswith(".")] == []

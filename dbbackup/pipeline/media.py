@@ -4,11 +4,15 @@ Backup::
 
     media storage walk -> tar stream -> [gzip|zstd] -> [GPG] -> digest -> backup storage
 
-Restore reads the archive twice. The first pass reads everything (checksum, decryption,
-decompression, tar structure) and refuses unsafe members; only if it succeeds does the second
-pass write files into the media storage (:mod:`dbbackup.media_target`: each file under a
-temporary name first, renamed into place when complete). A damaged or hostile archive therefore
-writes nothing. Both passes stream: memory does not grow with the number of members.
+Restore into a stock ``FileSystemStorage`` reads the archive once, checking every member and
+writing each file into a staging folder inside the media folder; only once the whole archive
+is verified (to the last byte of its checksum) are the files renamed into place
+(:mod:`dbbackup.media_staging`). Into any other storage, it reads the archive twice: the first
+pass reads everything (checksum, decryption, decompression, tar structure) and refuses unsafe
+members; only if it succeeds does the second pass write files through the storage's API
+(:mod:`dbbackup.media_target`: each file under a temporary name first, moved into place when
+complete). Either way a damaged or hostile archive writes nothing, and memory does not grow
+with the number of members.
 
 The media storage is ``STORAGES["default"]``, as in django-dbbackup, so media on S3 or any
 other Django storage is backed up too.
@@ -16,8 +20,9 @@ other Django storage is backed up too.
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, BinaryIO
@@ -26,9 +31,9 @@ from django.core.files.storage import Storage as DjangoStorage
 from django.core.files.storage import default_storage
 
 from dbbackup import manifest, name_checks, names, retention, s3, settings, signals, tar
-from dbbackup.exceptions import DbbackupError, StorageError
+from dbbackup.exceptions import DbbackupError
 from dbbackup.media_source import backup_folder_in_media, source_for
-from dbbackup.media_target import KEPT, WRITTEN, target_for
+from dbbackup.media_staging import staging_supported
 from dbbackup.pipeline._common import (
     choose_encoding,
     default_sender,
@@ -38,8 +43,9 @@ from dbbackup.pipeline._common import (
     store,
     write_metadata,
 )
+from dbbackup.pipeline.media_write import Tally, restore_staged, restore_twice
 from dbbackup.storage import Storage, get_storage
-from dbbackup.streams import CHUNK_SIZE, DigestReader, IteratorReader
+from dbbackup.streams import DigestReader, ProducerReader
 
 logger = logging.getLogger("dbbackup")
 
@@ -116,7 +122,7 @@ def backup_media(
         source = source_for(media, exclude=backups_inside)
         counter = _Counter()
         filename, local_path, digest = store(
-            encode(IteratorReader(tar.stream_tar(source, on_added=counter.add)), codec, encrypt),
+            encode(_archive_reader(tar.stream_tar(source, on_added=counter.add)), codec, encrypt),
             storage=storage,
             filename=chosen or name_at(started),
             output_path=output_path,
@@ -165,6 +171,21 @@ def backup_media(
     return result
 
 
+def _archive_reader(chunks: Iterator[bytes]) -> ProducerReader:
+    """The tar stream, built on a worker thread: reading the media files (and the system calls
+    of the walk) overlaps with compressing, encrypting, digesting and storing. The queue
+    between them holds a few chunks, so memory stays flat."""
+
+    def produce(write: Callable[[bytes], None]) -> None:
+        try:
+            for chunk in chunks:
+                write(chunk)
+        finally:
+            chunks.close()  # the open media file, when cancelled half-way
+
+    return ProducerReader(produce, name="dbbackup-tar", queue_chunks=4)
+
+
 class _Counter:
     def __init__(self) -> None:
         self.value = 0
@@ -202,6 +223,7 @@ class MediaRestoreResult:
     skipped_links: int = 0
     skipped: int = 0
     removed_partials: int = 0
+    removed_staging: int = 0
     verified: bool = False
 
 
@@ -311,12 +333,15 @@ def execute_media_restore(
 ) -> MediaRestoreResult:
     """``pre_media_restore`` (unless ``announced``), verify the archive, write its files.
 
-    Existing files are kept (and reported) unless ``plan.replace``. Each file is written under
-    a temporary name and takes its real name only when complete, so an interrupted restore
-    leaves every file either as it was or as archived; an old version is never deleted before
-    its replacement is complete. Temporary files left by an earlier, killed restore are removed
-    first. A file the storage would save under another name is an error, never a silent
-    rename. ``progress(n)`` is called as the stored bytes of the writing pass are read.
+    Existing files are kept (and reported) unless ``plan.replace``. Into a ``FileSystemStorage``
+    the archive is read once into a staging folder and the files are renamed into place only
+    after the whole archive was verified (:mod:`dbbackup.media_staging`); into other storages it
+    is read twice, a full check then the writing pass, each file written under a temporary name
+    and given its real name only when complete. Either way every file is either as it was or as
+    archived, never torn, and an old version is never deleted before its replacement is
+    complete. What killed restores left is removed first. A file the storage would save under
+    another name is an error, never a silent rename. ``progress(n)`` is called as the stored
+    bytes of the (writing) pass are read.
     """
     sender = sender or default_sender("mediarestore")
     report = report or _ignore
@@ -324,37 +349,16 @@ def execute_media_restore(
         announce_media_restore(plan, sender=sender)
     about = {"filename": plan.filename, "servername": plan.servername, "storage": plan.storage}
     with signals.on_failure("media_restore_failed", sender, **about):
-        verify_media_backup(plan)
         result = MediaRestoreResult(filename=plan.filename)
-
-        def on_link(name: str) -> None:
-            result.skipped_links += 1
-            report("link", name)
-
-        def warn(message: str) -> None:
-            result.skipped += 1
-            report("skipped", message)
-
-        target = target_for(media_storage(), replace=plan.replace, warn=warn)
-        result.removed_partials = target.prepare()
-        stream, digest = _open_archive(plan, progress)
-        try:
-            for member in tar.files(stream, on_link):
-                try:
-                    outcome = target.write(member.name, member.content, member.size)
-                except StorageError as exc:
-                    done = f"{result.written} file(s) were restored before this one."
-                    raise StorageError(f"{str(exc).rstrip('.')}. {done}") from exc
-                if outcome == WRITTEN:
-                    result.written += 1
-                elif outcome == KEPT:
-                    result.kept += 1
-                    report("kept", member.name)
-            while stream.read(CHUNK_SIZE):
-                pass
-        finally:
-            stream.close()
-    result.verified = digest.expected_sha256 is not None
+        tally = Tally(result, report)
+        media = media_storage()
+        archive = functools.partial(_open_archive, plan, progress)
+        if staging_supported(media):
+            digest = restore_staged(media, plan.replace, archive, tally)
+        else:
+            verify_media_backup(plan)
+            digest = restore_twice(media, plan.replace, archive, tally)
+    result.verified = digest.checked and digest.expected_sha256 is not None
     signals.send_post(
         signals.post_media_restore,
         "post_media_restore",

@@ -1,5 +1,5 @@
-"""Media faults: a restore killed mid-file or stopped by a full disk, archives made by GNU tar,
-non-regular files and links in the media folder.
+"""Media faults: a restore killed while it stages the archive, stopped by a full disk or by a
+damaged archive, archives made by GNU tar, non-regular files and links in the media folder.
 
 Each test compares the media folder file by file with the versions it may legitimately hold
 (the one before the restore and the archived one), and looks for debris.
@@ -9,6 +9,7 @@ import contextlib
 import hashlib
 import io
 import os
+import re
 import shutil
 import socket
 import stat
@@ -18,6 +19,7 @@ import tarfile
 import pytest
 from django.core.management import call_command
 
+from dbbackup import leftovers
 from tests.faults.support import debris, kill, reap, start_command, tree_fingerprint, wait_for
 
 pytestmark = pytest.mark.django_db
@@ -71,39 +73,91 @@ def partials(root):
     return [path for path in root.rglob("*") if ".dbbackup-partial-" in path.name]
 
 
-def test_a_restore_killed_mid_file_leaves_every_file_old_or_new(media):
+def staging_folders(root):
+    return [path for path in root.iterdir() if path.name.startswith(".dbbackup-restore-")]
+
+
+def media_files(root):
+    """The fingerprint of the media folder without the staging folders."""
+    return {
+        name: value
+        for name, value in tree_fingerprint(root).items()
+        if not name.startswith(".dbbackup-restore-")
+    }
+
+
+def test_a_restore_killed_while_staging_leaves_the_media_folder_unchanged(media):
     archived = write_version(media, "archived", 96 * MB)
     call_command("mediabackup", stdout=io.StringIO(), stderr=io.StringIO())
     current = write_version(media, "current", 64 * MB)
 
     proc = start_command("mediarestore", "-r", "--noinput")
 
-    def big_partial_in_progress():
+    def big_file_being_staged():
         if proc.poll() is not None:
             raise AssertionError(f"the restore ended ({proc.returncode}) before it was killed")
-        found = [path for path in partials(media) if path.name.startswith(".big.bin.")]
-        return found and found[0].stat().st_size > 0
+        staged = [folder / "big.bin" for folder in staging_folders(media)]
+        return staged and staged[0].exists() and staged[0].stat().st_size > 0
 
-    wait_for(big_partial_in_progress, timeout=120, what="big.bin to be half-written")
+    wait_for(big_file_being_staged, timeout=120, what="big.bin to be half-staged")
     kill(proc.pid)
     reap(proc)
 
-    after = tree_fingerprint(media)
-    torn = [name for name in archived if after.get(name) not in (archived[name], current[name])]
-    assert torn == []
-    assert after["big.bin"] == current["big.bin"]  # the old version was not deleted first
-    assert after["a.txt"] == archived["a.txt"]  # written before the kill
-    assert [path.name.split(".dbbackup-")[0] for path in partials(media)] == [".big.bin"]
+    assert media_files(media) == current  # not one file changed
+    [left] = staging_folders(media)
+    assert left.stat().st_mode & 0o777 == 0o700
+    assert partials(media) == []
 
-    # a rerun without -r keeps what exists (never a torn file) and clears the debris
+    # the next restore (without -r: it keeps what exists) removes the dead run's staging folder
     returncode, _, err = child("mediarestore", "--noinput")
     assert returncode == 0, err
-    assert "Removed 1 temporary file(s) left by an interrupted restore" in err
+    assert "Removed 1 staging folder(s) left by an interrupted restore" in err
+    assert staging_folders(media) == []
     assert debris(media) == []
-    assert tree_fingerprint(media) == {name: value for name, value in after.items() if name in archived}
+    assert tree_fingerprint(media) == current
     returncode, _, err = child("mediarestore", "-r", "--noinput")
     assert returncode == 0, err
     assert tree_fingerprint(media) == archived
+    assert staging_folders(media) == []
+
+
+def test_a_live_restore_s_staging_folder_is_never_swept(media):
+    write_version(media, "archived", 1000)
+    call_command("mediabackup", stdout=io.StringIO(), stderr=io.StringIO())
+    live = media / f".dbbackup-restore-{leftovers.owner()}-0123abcd"  # this test process: alive
+    (live / "sub").mkdir(parents=True)
+    (live / "sub" / "a.txt").write_bytes(b"being staged")
+    returncode, _, err = child("mediarestore", "--noinput", "-r")
+    assert returncode == 0, err
+    assert (live / "sub" / "a.txt").read_bytes() == b"being staged"
+    shutil.rmtree(live)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "last-byte", "no-sidecar-truncated"])
+def test_a_damaged_archive_leaves_the_media_folder_unchanged(media, backup_dir, damage):
+    write_version(media, "archived", 3 * MB)
+    call_command("mediabackup", stdout=io.StringIO(), stderr=io.StringIO())
+    [backup] = [p for p in backup_dir.iterdir() if not p.name.endswith(".metadata")]
+    data = bytearray(backup.read_bytes())
+    if damage == "last-byte":  # in the zero padding after the end marker: only the checksum sees it
+        data[-1] ^= 0xFF
+    else:
+        del data[len(data) // 2 :]
+    backup.write_bytes(bytes(data))
+    if damage == "no-sidecar-truncated":
+        (backup_dir / (backup.name + ".metadata")).unlink()
+    for path in list(media.rglob("*")):
+        if path.is_file():
+            path.unlink()
+    current = write_version(media, "current", 1 * MB)
+    (media / "sub" / "c.txt").unlink()  # a file the archive would add
+    current.pop("sub/c.txt")
+
+    returncode, _, err = child("mediarestore", "-r", "--noinput")
+    assert returncode != 0, err
+    assert re.search(r"truncated|damaged|SHA-256", err), err
+    assert tree_fingerprint(media) == current  # nothing written, replaced or added
+    assert staging_folders(media) == []
     assert debris(media) == []
 
 
@@ -125,7 +179,7 @@ def small_disk(tmp_path):
         subprocess.run(["umount", str(mountpoint)], check=False)
 
 
-def test_a_full_disk_keeps_the_old_file_and_names_it(settings, small_disk, backup_dir):
+def test_a_full_disk_leaves_the_media_folder_unchanged_and_names_the_file(settings, small_disk, backup_dir):
     media = small_disk / "media"
     media.mkdir()
     settings.STORAGES = {
@@ -135,7 +189,7 @@ def test_a_full_disk_keeps_the_old_file_and_names_it(settings, small_disk, backu
             "OPTIONS": {"location": str(media)},
         },
     }
-    archived = write_version(media, "archived", 1_400_000)
+    write_version(media, "archived", 1_400_000)
     call_command("mediabackup", stdout=io.StringIO(), stderr=io.StringIO())
     for path in list(media.rglob("*")):
         if path.is_file():
@@ -144,13 +198,10 @@ def test_a_full_disk_keeps_the_old_file_and_names_it(settings, small_disk, backu
 
     returncode, _, err = child("mediarestore", "-r", "--noinput")
     assert returncode != 0, err
-    assert "Could not restore the media file 'big.bin': No space left on device" in err
-    assert "its previous version, if any, is unchanged" in err
-    after = tree_fingerprint(media)
-    assert after["big.bin"] == current["big.bin"]
-    assert after["a.txt"] == archived["a.txt"]  # restored before the disk filled up
-    assert all(after[name] in (archived[name], current[name]) for name in archived)
-    assert set(after) == set(archived)
+    assert "Could not restore the media file 'big.bin': No space left on device (while staging it)" in err
+    assert "nothing in the media folder was changed" in err
+    assert tree_fingerprint(media) == current  # a.txt, staged before the disk filled, is not in place
+    assert staging_folders(media) == []
     assert debris(media) == []
 
 

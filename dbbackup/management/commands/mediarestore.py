@@ -51,7 +51,11 @@ class Command(BaseDbBackupCommand):
         )
 
     def interrupted_outcome(self) -> str:
-        return "the files restored so far are kept; no other file was changed."
+        return (
+            "nothing was changed unless the verified files were already being moved into place "
+            "(or, on storages other than a local folder, written): those are restored, the "
+            "others unchanged; run the restore again."
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         plan = pipeline.plan_media_restore(
@@ -91,6 +95,8 @@ class Command(BaseDbBackupCommand):
             )
         if result.removed_partials:
             self.say(f"Removed {result.removed_partials} temporary file(s) left by an interrupted restore")
+        if result.removed_staging:
+            self.say(f"Removed {result.removed_staging} staging folder(s) left by an interrupted restore")
         skipped = f"; skipped {result.skipped}" if result.skipped else ""
         kept = f"; kept {result.kept} existing file(s) (-r/--replace overwrites them)" if result.kept else ""
         self.say(
