@@ -121,8 +121,11 @@ class BackgroundHash:
 
     def update(self, data: bytes) -> None:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._work, name="dbbackup-sha256", daemon=True)
-            self._thread.start()
+            thread = threading.Thread(target=self._work, name="dbbackup-sha256", daemon=True)
+            thread.start()
+            # Only a started thread is remembered: a Ctrl-C between creating and starting it
+            # must not turn into "cannot join thread before it is started" in close().
+            self._thread = thread
         self._queue.put(data if isinstance(data, bytes) else bytes(data))
 
     def _work(self) -> None:

@@ -8,7 +8,7 @@ from django.test import override_settings
 
 from dbbackup import codecs
 from dbbackup.exceptions import CorruptBackupError
-from dbbackup.streams import DigestReader, IteratorReader, PeekableReader
+from dbbackup.streams import BackgroundHash, DigestReader, IteratorReader, PeekableReader
 
 DATA = os.urandom(200_000) + "ünïcode".encode() * 10_000
 
@@ -176,3 +176,21 @@ def test_restoring_from_local_storage_does_not_import_boto3(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["False", "False"]
+
+
+def test_ctrl_c_as_the_hash_thread_starts_leaves_a_hash_that_closes_cleanly(monkeypatch):
+    """A KeyboardInterrupt inside the first update() must stay a KeyboardInterrupt: the cleanup
+    that follows (close()) may not fail with "cannot join thread before it is started"."""
+    import threading
+
+    def interrupted_start(self):
+        raise KeyboardInterrupt
+
+    digest = BackgroundHash()
+    monkeypatch.setattr(threading.Thread, "start", interrupted_start)
+    with pytest.raises(KeyboardInterrupt):
+        digest.update(b"abc")
+    monkeypatch.undo()
+    digest.close()
+    digest.update(b"abc")
+    assert digest.hexdigest() == hashlib.sha256(b"abc").hexdigest()

@@ -18,8 +18,9 @@ def test_ctrl_c_during_a_backup_says_what_happened_and_stores_nothing(backup_dir
     proc = start_command("dbbackup", "-d", "default", "--noinput", settings=settings)
     wait_for(lambda: backup_dir.exists() and any(backup_dir.iterdir()), what="the upload to start")
     kill(proc.pid, signal.SIGINT)
-    assert reap(proc) == 130
+    status = reap(proc)
     stderr = proc.stderr.read().decode()
+    assert status == 130, stderr
     assert "Interrupted: the backup being written was not stored" in stderr
     assert "Traceback" not in stderr
     assert "KeyboardInterrupt" not in stderr
