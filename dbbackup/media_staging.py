@@ -29,7 +29,6 @@ renaming is kept too (a hard link, unlike a rename, never overwrites). New folde
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import logging
 import os
@@ -51,7 +50,9 @@ from dbbackup.media_target import (
     WRITTEN,
     ExactReader,
     LocalTarget,
+    ThroughLink,
     has_dir_fd,
+    open_folder_below,
 )
 
 logger = logging.getLogger("dbbackup")
@@ -60,11 +61,6 @@ STAGED = "staged"
 _COPY_BUFFER = 256 * 1024
 _FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
 _NO_HARD_LINKS = (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK)
-
-
-class _Link(Exception):
-    def __init__(self, folder: str) -> None:
-        self.folder = folder
 
 
 class StagingTarget:
@@ -166,45 +162,18 @@ class StagingTarget:
         self._parts = parts
         try:
             self._media_fd = self._open(self._root_fd, name, parts, create=False)
-        except _Link as link:
+        except ThroughLink as link:
             self._blocked = link.folder
             return
         self._stage_fd = self._open(self._fd, name, parts, create=True)
 
-    def _open(self, top: int | None, name: str, parts: tuple[str, ...], *, create: bool) -> int | None:
-        """A descriptor of the folder ``parts`` below ``top``, links refused (:class:`_Link`).
+    def _open(self, top: int, name: str, parts: tuple[str, ...], *, create: bool) -> int | None:
+        """A descriptor of the folder ``parts`` below ``top``, links refused (:class:`ThroughLink`).
 
-        A missing folder is created with ``create``, else ``None`` is returned.
+        A missing folder is created with ``create`` (given the directory mode at once: staged
+        folders may be moved whole), else ``None`` is returned.
         """
-        fd = os.dup(top)
-        try:
-            for index, part in enumerate(parts):
-                try:
-                    child = os.open(part, DIR_FLAGS | NOFOLLOW, dir_fd=fd)
-                except FileNotFoundError:
-                    if not create:
-                        os.close(fd)
-                        return None
-                    with contextlib.suppress(FileExistsError):
-                        os.mkdir(part, 0o777, dir_fd=fd)
-                    child = os.open(part, DIR_FLAGS | NOFOLLOW, dir_fd=fd)
-                    if self.directory_mode is not None:  # staged folders may be moved whole
-                        os.fchmod(child, self.directory_mode)
-                except OSError as exc:
-                    if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
-                        raise
-                    folder = "/".join(parts[: index + 1])
-                    if stat.S_ISLNK(os.stat(part, dir_fd=fd, follow_symlinks=False).st_mode):
-                        raise _Link(folder) from exc
-                    raise StorageError(
-                        f"Could not restore the media file {name!r}: {folder!r} is a file, not a folder"
-                    ) from exc
-                os.close(fd)
-                fd = child
-        except BaseException:
-            os.close(fd)
-            raise
-        return fd
+        return open_folder_below(top, name, parts, create=create, directory_mode=self.directory_mode)
 
     def _write(self, name: str, base: str, content: BinaryIO, size: int) -> str:
         try:

@@ -153,9 +153,51 @@ class StorageTarget:
         return WRITTEN
 
 
-class _ThroughLink(Exception):
+class ThroughLink(Exception):
+    """A folder on the way to a restored file is a symbolic link (``folder``): never followed."""
+
     def __init__(self, folder: str) -> None:
         self.folder = folder
+
+
+def open_folder_below(
+    top: int, name: str, parts: list[str] | tuple[str, ...], *, create: bool, directory_mode: int | None
+) -> int | None:
+    """A new descriptor of the folder ``parts`` below the folder descriptor ``top``.
+
+    Links are refused (:class:`ThroughLink`); a file where a folder should be is a
+    :class:`StorageError` naming ``name``. A missing folder is created with ``create`` (and
+    given ``directory_mode``), else ``None`` is returned. ``top`` stays open and the caller's.
+    """
+    fd = os.dup(top)
+    try:
+        for index, part in enumerate(parts):
+            try:
+                child = os.open(part, DIR_FLAGS | NOFOLLOW, dir_fd=fd)
+            except FileNotFoundError:
+                if not create:
+                    os.close(fd)
+                    return None
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(part, 0o777, dir_fd=fd)
+                child = os.open(part, DIR_FLAGS | NOFOLLOW, dir_fd=fd)
+                if directory_mode is not None:
+                    os.fchmod(child, directory_mode)
+            except OSError as exc:
+                if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+                    raise
+                folder = "/".join(parts[: index + 1])
+                if stat.S_ISLNK(os.stat(part, dir_fd=fd, follow_symlinks=False).st_mode):
+                    raise ThroughLink(folder) from exc
+                raise StorageError(
+                    f"Could not restore the media file {name!r}: {folder!r} is a file, not a folder"
+                ) from exc
+            os.close(fd)
+            fd = child
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 class LocalTarget(StorageTarget):
@@ -184,32 +226,13 @@ class LocalTarget(StorageTarget):
     def _open_folder(self, name: str, parts: list[str]) -> int:
         """A descriptor of the folder ``parts`` below the root, created as needed, links refused."""
         os.makedirs(self.root, exist_ok=True)
-        fd = os.open(self.root, DIR_FLAGS)
+        root = os.open(self.root, DIR_FLAGS)
         try:
-            for index, part in enumerate(parts):
-                try:
-                    child = os.open(part, DIR_FLAGS | NOFOLLOW, dir_fd=fd)
-                except FileNotFoundError:
-                    with contextlib.suppress(FileExistsError):
-                        os.mkdir(part, 0o777, dir_fd=fd)
-                    child = os.open(part, DIR_FLAGS | NOFOLLOW, dir_fd=fd)
-                    if self.directory_mode is not None:
-                        os.fchmod(child, self.directory_mode)
-                except OSError as exc:
-                    if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
-                        raise
-                    folder = "/".join(parts[: index + 1])
-                    if stat.S_ISLNK(os.stat(part, dir_fd=fd, follow_symlinks=False).st_mode):
-                        raise _ThroughLink(folder) from exc
-                    raise StorageError(
-                        f"Could not restore the media file {name!r}: {folder!r} is a file, not a folder"
-                    ) from exc
-                os.close(fd)
-                fd = child
-        except BaseException:
-            os.close(fd)
-            raise
-        return fd
+            folder = open_folder_below(root, name, parts, create=True, directory_mode=self.directory_mode)
+        finally:
+            os.close(root)
+        assert folder is not None  # missing folders are created
+        return folder
 
     def write(self, name: str, content: BinaryIO, size: int) -> str:
         if is_partial(name):
@@ -219,7 +242,7 @@ class LocalTarget(StorageTarget):
         try:
             try:
                 folder = self._open_folder(name, parts)
-            except _ThroughLink as link:
+            except ThroughLink as link:
                 self.warn(
                     f"Skipped {name}: {link.folder} is a symbolic link in the media folder, not followed"
                 )
