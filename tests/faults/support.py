@@ -111,9 +111,14 @@ def run_command(*argv: str, timeout: float = 120, **kwargs) -> subprocess.Comple
 
 
 def descendants(pid: int) -> list[tuple[int, str]]:
-    """``(pid, command name)`` of every live process below ``pid``."""
+    """``(pid, command name)`` of every live process below ``pid``.
+
+    Zombies (exited, not yet reaped: no command line any more) are not live: a test looking for
+    the loader must not pick the ``mysql --help`` probe that just ended.
+    """
     children: dict[int, list[int]] = {}
     names: dict[int, str] = {}
+    zombies: set[int] = set()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -122,13 +127,16 @@ def descendants(pid: int) -> list[tuple[int, str]]:
         except OSError:
             continue
         name = stat[stat.index("(") + 1 : stat.rindex(")")]
-        parent = int(stat[stat.rindex(")") + 2 :].split()[1])
-        children.setdefault(parent, []).append(int(entry.name))
+        state, parent = stat[stat.rindex(")") + 2 :].split()[:2]
+        children.setdefault(int(parent), []).append(int(entry.name))
+        if state == "Z":
+            zombies.add(int(entry.name))
         names[int(entry.name)] = name
     found, todo = [], [pid]
     while todo:
         for child in children.get(todo.pop(), []):
-            found.append((child, names[child]))
+            if child not in zombies:
+                found.append((child, names[child]))
             todo.append(child)
     return found
 

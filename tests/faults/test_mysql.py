@@ -74,7 +74,8 @@ def wait_for_loader(proc) -> int:
                     cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
                 except OSError:
                     continue
-                if b"--help" not in cmdline:
+                # An empty command line is a process on its way out (the probe that just ended).
+                if cmdline and b"--help" not in cmdline:
                     return pid
         return None
 
