@@ -1,6 +1,7 @@
-"""Two Linux file-system calls that Python's ``os`` module lacks: ``syncfs`` and ``renameat2``.
+"""File-system calls for durable renames: ``syncfs`` and ``renameat2``, two Linux calls that
+Python's ``os`` module lacks, and the ``fsync`` of a folder that makes a rename in it durable.
 
-Called through ``ctypes`` on the C library. Where a call does not exist (another platform, an
+The Linux calls go through ``ctypes`` on the C library. Where a call does not exist (another platform, an
 old C library) or the file system refuses it, the functions say so (``False``) and the caller
 falls back to portable calls; they never pretend to have done the work.
 """
@@ -73,3 +74,21 @@ def rename_noreplace(src_dir_fd: int, src: str, dst_dir_fd: int, dst: str) -> bo
     if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
         return False
     raise OSError(code, os.strerror(code), src)
+
+
+def fsync_directory(directory: str | os.PathLike[str]) -> None:
+    """Make the renames and new names in ``directory`` durable (``fsync`` of the folder).
+
+    Some file systems and platforms cannot open or flush a folder; that is not an error: the
+    rename is then as durable as the system makes it.
+    """
+    try:
+        descriptor = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)

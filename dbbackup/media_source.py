@@ -204,13 +204,10 @@ class LocalSource(StorageSource):
         if folder is not None:
             try:
                 fd = os.open(base, _OPEN_FLAGS, dir_fd=folder)
-            except FileNotFoundError:
-                logger.warning("Skipped media file %s: it was deleted while the backup ran", name)
-                return None
             except OSError as exc:
-                if exc.errno != errno.ELOOP:
+                if exc.errno not in (errno.ELOOP, errno.ENOENT):
                     raise
-                return self._open_path(name)  # a link: resolved and checked as a whole
+                return self._open_path(name)  # a link, or a file gone: resolved and reported there
             return self._checked(fd, name)
         return self._open_path(name)
 

@@ -126,10 +126,7 @@ class StagingTarget:
             if tuple(parts) != self._parts:
                 self._enter(name, tuple(parts))
             if self._blocked is not None:
-                self.warn(
-                    f"Skipped {name}: {self._blocked} is a symbolic link in the media folder, not followed"
-                )
-                return SKIPPED
+                return self._skip_link(name, self._blocked)
             if self._media_fd is not None and self._exists(self._media_fd, name, base):
                 return self._keep(name)
             return self._write(name, base, content, size)

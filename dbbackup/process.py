@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import fcntl
 import os
 import subprocess
 import threading
@@ -32,6 +31,11 @@ from dbbackup.redaction import REDACTED as REDACTED  # importable from here, as 
 from dbbackup.redaction import describe, redact
 from dbbackup.streams import CHUNK_SIZE, _ReaderBase, drain
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: pipes keep the system's size
+    fcntl = None  # type: ignore[assignment]
+
 #: How much of a tool's stderr is kept for error messages.
 STDERR_TAIL_BYTES = 8 * 1024
 #: How long to wait for a tool to exit once its output has ended.
@@ -41,10 +45,10 @@ EXIT_TIMEOUT_SECONDS = 60
 PIPE_BUFFER_BYTES = 1024 * 1024
 
 
-def _widen_pipe(pipe: BinaryIO) -> None:
-    """Enlarge ``pipe``'s kernel buffer where the system allows it; a no-op elsewhere."""
-    setter = getattr(fcntl, "F_SETPIPE_SZ", None)
-    if setter is not None:
+def _widen_pipe(pipe: BinaryIO | None) -> None:
+    """Enlarge ``pipe``'s kernel buffer where the system allows it; a no-op elsewhere or for None."""
+    setter = getattr(fcntl, "F_SETPIPE_SZ", None)  # fcntl is None off POSIX
+    if pipe is not None and setter is not None:
         with contextlib.suppress(OSError):
             fcntl.fcntl(pipe.fileno(), setter, PIPE_BUFFER_BYTES)
 
@@ -189,8 +193,7 @@ class ProcessOutput(_ReaderBase):
         self._finished = True  # until the tool has started: nothing to kill on close()
         self._proc = command.start(stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         for pipe in (self._proc.stdout, self._proc.stdin):
-            if pipe is not None:
-                _widen_pipe(pipe)
+            _widen_pipe(pipe)
         self._stderr = _Tail(self._proc.stderr)
         self._finished = False
 

@@ -3,13 +3,10 @@ engine, registered as a temporary alias, built by ``migrate``, loaded, checked, 
 
 from __future__ import annotations
 
-import io
-import json
 import os
 
 import pytest
 from django.contrib.auth.models import Group, User
-from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connections, router
 from django.db.utils import ConnectionDoesNotExist
@@ -17,6 +14,7 @@ from django.db.utils import ConnectionDoesNotExist
 from dbbackup import drill_alias, manifest, pipeline
 from tests.faults.support import fingerprint
 from tests.helpers import add_known_data
+from tests.test_drill import command, sidecar
 from tests.testapp.models import Note
 
 pytestmark = pytest.mark.django_db(transaction=True, databases=["default", "postgres", "mysql"])
@@ -27,16 +25,6 @@ ALIASES = [
     pytest.param("postgres", marks=pytest.mark.postgres, id="postgresql"),
     pytest.param("mysql", marks=pytest.mark.mysql, id="mariadb"),
 ]
-
-
-def command(*args: str) -> str:
-    out, err = io.StringIO(), io.StringIO()
-    call_command(*args, "--noinput", stdout=out, stderr=err)
-    return out.getvalue() + err.getvalue()
-
-
-def sidecar(backup_dir, name: str) -> dict:
-    return json.loads((backup_dir / f"{name}.metadata").read_text())
 
 
 def leftovers(alias: str, tmp: os.PathLike) -> list[str]:

@@ -322,8 +322,8 @@ def _locked_file_chunks(path: str) -> Iterator[bytes]:
     happen until it is done; readers go on), then backfills every frame of the log into the
     file with a passive checkpoint from a second connection, and refuses (``DumpError``) when
     a reader of an older snapshot keeps some frames from being copied for ``WAL_BACKFILL_WAIT``
-    seconds. With the log fully
-    backfilled and no writer able to add to it, no checkpoint has anything left to write.
+    seconds. With the log fully backfilled and no writer able to add to it, no checkpoint has
+    anything left to write.
     """
     lock = sqlite3.connect(path, isolation_level=None)
     try:

@@ -49,6 +49,8 @@ import signal
 import sqlite3
 import stat
 
+from dbbackup.linux_fs import fsync_directory
+
 try:
     import fcntl
 except ImportError:  # pragma: no cover - not POSIX
@@ -121,7 +123,7 @@ def swap_in(scratch: str, target: str, timeout: float = 5.0) -> bool:
                 fcntl.fcntl(descriptor, fcntl.F_SETLEASE, fcntl.F_UNLCK)
     finally:
         os.close(descriptor)
-    _fsync_directory(os.path.dirname(target))
+    fsync_directory(os.path.dirname(target))
     return True
 
 
@@ -141,7 +143,7 @@ def _link_in(scratch: str, target: str) -> bool:
     except OSError as exc:
         logger.debug("Restoring %s by copy, not rename: %s", target, exc)
         return False
-    _fsync_directory(os.path.dirname(target))
+    fsync_directory(os.path.dirname(target))
     return True
 
 
@@ -216,9 +218,3 @@ def _fsync_path(path: str) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
-
-
-def _fsync_directory(directory: str) -> None:
-    """Make a rename in ``directory`` durable; some file systems cannot, which is not an error."""
-    with contextlib.suppress(OSError):
-        _fsync_path(directory)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
 import logging
 import os
@@ -12,7 +11,7 @@ from importlib import import_module
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from dbbackup import codecs, crypto, leftovers, manifest, names, settings
+from dbbackup import codecs, crypto, leftovers, linux_fs, manifest, names, settings
 from dbbackup.db.base import BaseDBConnector
 from dbbackup.exceptions import CorruptBackupError, DbbackupConfigurationError, StorageError
 from dbbackup.storage import Storage
@@ -155,12 +154,7 @@ def _publish_local(local_path: StagedPath, data: bytes) -> None:
         if staged_sidecar is not None:
             staged_sidecar.unlink(missing_ok=True)
         raise
-    with contextlib.suppress(OSError):
-        directory = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+    linux_fs.fsync_directory(target.parent)
 
 
 def write_metadata(storage: Storage, filename: str, local_path: str | None, metadata: dict) -> None:

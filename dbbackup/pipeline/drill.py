@@ -88,7 +88,7 @@ def tool_versions(plan: RestorePlan, family: str) -> dict[str, str]:
     except DbbackupError:
         return versions
     line = output.strip().splitlines()
-    return {Path(tool).name: line[0]} if line else versions
+    return {**versions, Path(tool).name: line[0]} if line else versions
 
 
 def excluded_tables(plan: RestorePlan) -> set[str]:
