@@ -9,7 +9,7 @@
 All three restore the same way, whichever wrote the backup: the stream is loaded into a scratch
 database next to the target (or in ``DBBACKUP_TMP_DIR``), checked (header and size, end of a
 text dump, ``PRAGMA quick_check``: see :mod:`dbbackup.db.sqlite_scratch`), and only then put in
-place of the live database, in one of two ways:
+place of the live database, in one of two ways.
 
 * renamed over it (one atomic ``os.replace``) when no process has the live file open, which
   the kernel proves with a file lease (:mod:`dbbackup.db.sqlite_swap`; Django's own connection
@@ -19,6 +19,8 @@ place of the live database, in one of two ways:
   ``:memory:`` databases always go this way.
 
 A damaged, truncated or tampered backup therefore leaves the database exactly as it was.
+``quick_check`` is left out for a database file whose SHA-256 sidecar matched (outside drills):
+those are, byte for byte, the bytes the backup wrote, and the check costs more than the copy.
 """
 
 from __future__ import annotations
@@ -58,8 +60,10 @@ class _SqliteConnectorBase(BaseDBConnector):
     """What the SQLite connectors share: where the database is, and the restore."""
 
     #: Set by the restore pipeline when a checksum is checked at the end of the stream; a SQL
-    #: text dump then needs no end-of-dump proof of its own.
+    #: text dump then needs no end-of-dump proof of its own, and a database file no quick_check.
     stream_has_checksum = False
+    #: Set by drills: run ``PRAGMA quick_check`` even on a database file a checksum vouches for.
+    always_quick_check = False
 
     @property
     def database_path(self) -> str:
@@ -112,11 +116,14 @@ class _SqliteConnectorBase(BaseDBConnector):
                 # A checksum checked at the end of the stream proves completeness by itself.
                 needs_end = not self.stream_has_checksum
                 execute_script(stream, scratch_path, needs_end=needs_end)
-            scratch = sqlite3.connect(scratch_path)
-            try:
-                check_integrity(scratch)
-            finally:
-                scratch.close()
+            if self.always_quick_check or not (is_database_file and self.stream_has_checksum):
+                # A database file whose checksum matched is the file the backup wrote, byte for
+                # byte (header and page count checked above); quick_check would only re-read it.
+                scratch = sqlite3.connect(scratch_path)
+                try:
+                    check_integrity(scratch)
+                finally:
+                    scratch.close()
             if self._may_swap_in(scratch_path) and self._swap_in(scratch_path):
                 return
             scratch = sqlite3.connect(scratch_path)

@@ -36,6 +36,7 @@ from django.db import router
 from dbbackup import catalog, drill_alias, drill_scratch, leftovers, manifest, names, process, tar
 from dbbackup.db.django import DjangoConnector
 from dbbackup.db.mysql import MysqlDumpConnector
+from dbbackup.db.sqlite import _SqliteConnectorBase
 from dbbackup.exceptions import DbbackupError
 from dbbackup.media_target import target_for
 from dbbackup.pipeline.media import MediaRestorePlan, _open_archive, verify_media_backup
@@ -120,6 +121,8 @@ def aimed_at(plan: RestorePlan, scratch: drill_scratch.ScratchDatabase) -> Itera
                 connector.database_name = plan.database
         return
     connector.settings = scratch.settings
+    if isinstance(connector, _SqliteConnectorBase):
+        connector.always_quick_check = True  # a drill proves the database sound, not just the bytes
     if isinstance(connector, MysqlDumpConnector):
         connector.into_scratch = True
     yield

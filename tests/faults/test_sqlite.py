@@ -10,7 +10,9 @@ byte inside a stored value is invisible without a checksum: see docs/connectors/
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import re
 import signal
 import sqlite3
@@ -23,6 +25,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connections
 
+from dbbackup import manifest
+from dbbackup.db import sqlite as sqlite_module
 from tests.faults.support import debris, fingerprint, kill, reap, start_command, wait_for
 from tests.helpers import add_known_data
 from tests.testapp.models import Note
@@ -134,6 +138,52 @@ def test_an_intact_backup_without_sidecar_restores_and_says_what_was_checked(set
         assert "checked as a well-formed SQLite database only" in out
     elif connector.endswith("SqliteConnector"):
         assert "checked as a complete SQL text dump only" in out
+
+
+def reseal(path: Path) -> None:
+    """Make the sidecar agree with the (edited) file, as if the backup had been written that way."""
+    sidecar = Path(f"{path}.metadata")
+    metadata = json.loads(sidecar.read_text())
+    data = path.read_bytes()
+    metadata[manifest.KEY]["sha256"] = hashlib.sha256(data).hexdigest()
+    metadata[manifest.KEY]["size"] = len(data)
+    sidecar.write_text(json.dumps(metadata))
+
+
+@pytest.mark.parametrize(
+    "connector", [CONNECTORS["backup-api"], CONNECTORS["file-copy"]], ids=["backup-api", "file-copy"]
+)
+def test_quick_check_runs_unless_a_checksum_vouches_for_the_database_file(
+    settings, backup_dir, connector, monkeypatch
+):
+    path = make_backup(settings, backup_dir, connector)
+    checks: list[str] = []
+    real_check = sqlite_module.check_integrity
+    monkeypatch.setattr(
+        sqlite_module, "check_integrity", lambda db: checks.append("quick_check") or real_check(db)
+    )
+    Note.objects.filter(title="written after the backup").delete()
+    expected = fingerprint("default")
+    Note.objects.create(title="written after the backup")
+    run("dbrestore", "-d", "default", "-i", path.name, "--noinput")
+    assert fingerprint("default") == expected
+    assert checks == []  # the checksum matched: these are the bytes the backup wrote
+    Note.objects.create(title="written after the backup")
+    Path(f"{path}.metadata").unlink()
+    run("dbrestore", "-d", "default", "-i", path.name, "--noinput")
+    assert fingerprint("default") == expected
+    assert checks == ["quick_check"]  # no checksum: the format must prove the file sound
+
+
+def test_a_drill_runs_quick_check_even_when_the_checksum_matches(settings, backup_dir, tmp_path):
+    """A backup of an already damaged database passes its checksum; its drill must still fail."""
+    settings.DBBACKUP_TMP_DIR = str(tmp_path)
+    path = make_backup(settings, backup_dir, CONNECTORS["backup-api"])
+    damage(path, "flipped")  # a b-tree page's type byte: header and size still agree
+    reseal(path)
+    with pytest.raises(CommandError, match=r"FAILED: The backup is not a usable SQLite database"):
+        run("dbrestore", "--drill", "-d", "default", "-i", path.name)
+    assert manifest.last_drill(json.loads(Path(f"{path}.metadata").read_text()))["ok"] is False
 
 
 def test_our_sql_text_dump_ends_with_its_marker_and_a_cut_at_any_line_is_refused(settings, backup_dir):
