@@ -75,20 +75,22 @@ def seal(path: Path, on_bytes: Callable[[int], object] | None = None) -> FileDig
         except BaseException as exc:  # handed to the caller below
             failures.append(exc)
 
-    syncing = threading.Thread(target=sync, name="dbbackup-fsync")
-    syncing.start()
     try:
-        digest, size = hashlib.sha256(), 0
-        buffer = bytearray(SEAL_CHUNK)
-        view = memoryview(buffer)
-        with open(descriptor, "rb", buffering=0, closefd=False) as handle:
-            while count := handle.readinto(buffer):
-                digest.update(view[:count])
-                size += count
-                if on_bytes is not None:
-                    on_bytes(count)
+        syncing = threading.Thread(target=sync, name="dbbackup-fsync")
+        syncing.start()
+        try:
+            digest, size = hashlib.sha256(), 0
+            buffer = bytearray(SEAL_CHUNK)
+            view = memoryview(buffer)
+            with open(descriptor, "rb", buffering=0, closefd=False) as handle:
+                while count := handle.readinto(buffer):
+                    digest.update(view[:count])
+                    size += count
+                    if on_bytes is not None:
+                        on_bytes(count)
+        finally:
+            syncing.join()
     finally:
-        syncing.join()
         os.close(descriptor)
     if failures:
         raise failures[0]
