@@ -37,21 +37,19 @@ from django.core.files.storage import FileSystemStorage, storages
 from django.core.files.storage import Storage as DjangoStorage
 from django.utils.module_loading import import_string
 
-from dbbackup import azure, ftp, gcs, leftovers, names, s3, settings, upload
+from dbbackup import azure, ftp, gcs, names, s3, settings, upload
 from dbbackup.exceptions import (
     BackupNotFoundError,
     DbbackupConfigurationError,
     StorageError,
 )
-from dbbackup.streams import copy_stream
+from dbbackup.local_write import PRIVATE_DIRECTORY_MODE, PRIVATE_FILE_MODE, LocalPartial
 
 __all__ = ["Storage", "StorageError", "get_storage", "get_storage_class"]
 
 logger = logging.getLogger("dbbackup.storage")
 
 DEFAULT_BACKEND = "django.core.files.storage.FileSystemStorage"
-PRIVATE_FILE_MODE = 0o600
-PRIVATE_DIRECTORY_MODE = 0o700
 
 
 def default_location() -> str:
@@ -183,19 +181,11 @@ class Storage:
         taken one is tried instead (two backups started in the same second); without, or after
         ten tries, :class:`StorageError` is raised. Whatever fails, nothing new is left behind.
         """
-        try:
-            local = _local_path(self.storage, filename) is not None
-            for _ in range(10):
-                if not self.storage.exists(filename) or on_conflict is None:
-                    break
-                filename = on_conflict(filename)
-            exists = self.storage.exists(filename)
-        except SuspiciousOperation as exc:
-            raise StorageError(f"{filename!r} is not a valid name in {self}: {exc}") from exc
-        if exists:
-            raise StorageError(f"{filename!r} already exists in {self}; it was not overwritten.")
+        filename, local = self._free_name(filename, on_conflict)
         if local:
-            return self._write_local(filehandle, filename, on_conflict)
+            with self._partial(filename, on_conflict) as partial:
+                partial.write_stream(filehandle)
+                return partial.publish()
         if gcs.is_gcs(self.storage):
             return gcs.upload(self.storage, filename, filehandle)  # resumable, cancelled on failure
         if azure.is_azure(self.storage):
@@ -208,49 +198,46 @@ class Storage:
             self._discard(filename)
             raise
 
-    def _write_local(
-        self, filehandle: BinaryIO, filename: str, on_conflict: Callable[[str], str] | None = None
-    ) -> str:
-        """Write to a private temporary file beside the target, then hard-link it into place.
+    def is_local(self) -> bool:
+        """Whether the backups are files in a local folder (a ``FileSystemStorage``)."""
+        return _local_path(self.storage, "") is not None
 
-        The temporary file is created 0600 and exclusively, so a backup is never readable by
-        others, not even while it is written; ``os.link`` refuses to replace an existing file.
+    def local_partial(
+        self, filename: str, *, on_conflict: Callable[[str], str] | None = None
+    ) -> LocalPartial:
+        """The hidden file a backup named ``filename`` is written to in a local storage.
+
+        The name is checked as :meth:`write_file` checks it; the caller fills the returned
+        :class:`~dbbackup.local_write.LocalPartial` (a context manager) and publishes it.
         """
-        target = Path(self.storage.path(filename))
-        directory_mode = getattr(self.storage, "directory_permissions_mode", None) or PRIVATE_DIRECTORY_MODE
-        for directory in reversed([target.parent, *target.parent.parents]):
-            if directory.exists():
-                continue
-            try:
-                directory.mkdir(mode=directory_mode)
-            except FileExistsError:
-                continue  # a concurrent run made it a moment ago
-            os.chmod(directory, directory_mode)  # mkdir's mode is filtered by the umask
-        temporary = target.parent / leftovers.partial_name(target.name)
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
+        filename, local = self._free_name(filename, on_conflict)
+        if not local:
+            raise StorageError(f"{self} is not a local folder; its backups are streamed.")
+        return self._partial(filename, on_conflict)
+
+    def _free_name(self, filename: str, on_conflict: Callable[[str], str] | None) -> tuple[str, bool]:
+        """A name no file has yet (``on_conflict`` may change it), and whether the storage is local."""
         try:
-            with os.fdopen(descriptor, "wb") as handle:
-                copy_stream(filehandle, handle.write)
-                handle.flush()
-                os.fsync(handle.fileno())
-            if self._explicit_file_mode is not None:  # the final mode, before the name appears
-                os.chmod(temporary, self._explicit_file_mode)
+            local = _local_path(self.storage, filename) is not None
             for _ in range(10):
-                try:
-                    os.link(temporary, target)
+                if not self.storage.exists(filename) or on_conflict is None:
                     break
-                except FileExistsError as exc:
-                    if on_conflict is None:
-                        raise StorageError(
-                            f"{filename!r} already exists in {self}; it was not overwritten."
-                        ) from exc
-                    filename = on_conflict(filename)
-                    target = Path(self.storage.path(filename))
-            else:
-                raise StorageError(f"No free name for the backup in {self} after ten tries.")
-        finally:
-            temporary.unlink(missing_ok=True)
-        return filename
+                filename = on_conflict(filename)
+            exists = self.storage.exists(filename)
+        except SuspiciousOperation as exc:
+            raise StorageError(f"{filename!r} is not a valid name in {self}: {exc}") from exc
+        if exists:
+            raise StorageError(f"{filename!r} already exists in {self}; it was not overwritten.")
+        return filename, local
+
+    def _partial(self, filename: str, on_conflict: Callable[[str], str] | None) -> LocalPartial:
+        return LocalPartial(
+            self.storage,
+            filename,
+            file_mode=self._explicit_file_mode,
+            on_conflict=on_conflict,
+            label=str(self),
+        )
 
     def _discard(self, name: str) -> None:
         try:

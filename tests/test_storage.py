@@ -1,10 +1,13 @@
+import hashlib
 import io
+import os
 import stat
 
 import pytest
 from django.core.files.storage import InMemoryStorage
 from django.test import override_settings
 
+from dbbackup import linux_fs, local_write
 from dbbackup import storage as storage_module
 from dbbackup.exceptions import BackupNotFoundError, DbbackupConfigurationError, StorageError
 from dbbackup.storage import Storage, get_storage
@@ -215,3 +218,71 @@ def test_every_new_folder_is_private(backup_dir):
     get_storage().write_file(io.BytesIO(b"x"), "web1/2026/x.dump")
     for folder in (backup_dir, backup_dir / "web1", backup_dir / "web1" / "2026"):
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
+
+
+# -- the hidden partial file of a local write (dbbackup.local_write) ---------------------------
+
+
+def test_a_local_write_syncs_the_folder_after_the_link(backup_dir, monkeypatch):
+    synced = []
+    monkeypatch.setattr(linux_fs, "fsync_directory", synced.append)
+    get_storage().write_file(io.BytesIO(b"data"), "x.dump")
+    assert synced == [backup_dir]
+
+
+def test_a_partial_filled_by_path_is_hashed_synced_and_linked(backup_dir, monkeypatch):
+    flushed = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: flushed.append(fd) or real_fsync(fd))
+    data = os.urandom(9 * 1024 * 1024 + 7)  # more than two SEAL_CHUNKs, not a multiple
+    counted = []
+    with get_storage().local_partial("x.sqlite3") as partial:
+        assert stat.S_IMODE(partial.path.stat().st_mode) == 0o600
+        assert partial.path.parent == backup_dir
+        assert partial.path.name.startswith(".x.sqlite3.partial-")
+        with pytest.raises(RuntimeError, match="before the file was written"):
+            partial.publish()
+        digest = partial.fill(lambda path: open(path, "wb").write(data), counted.append)  # noqa: SIM115
+        assert flushed
+        assert partial.publish() == "x.sqlite3"
+    assert digest == local_write.FileDigest(size=len(data), sha256=hashlib.sha256(data).hexdigest())
+    assert sum(counted) == len(data)
+    assert os.listdir(backup_dir) == ["x.sqlite3"]
+    assert (backup_dir / "x.sqlite3").read_bytes() == data
+
+
+def test_a_failing_writer_leaves_nothing(backup_dir):
+    def writer(path):
+        with open(path, "wb") as handle:
+            handle.write(b"half")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space"), get_storage().local_partial("x.sqlite3") as partial:
+        partial.fill(writer)
+    assert os.listdir(backup_dir) == []
+
+
+def test_a_name_taken_during_the_write_moves_on_or_is_refused(backup_dir):
+    storage = get_storage()
+    with storage.local_partial("a.dump", on_conflict=lambda name: "b.dump") as partial:
+        partial.write_stream(io.BytesIO(b"mine"))
+        (backup_dir / "a.dump").write_bytes(b"theirs")
+        assert partial.publish() == "b.dump"
+    with storage.local_partial("c.dump") as partial:
+        partial.write_stream(io.BytesIO(b"mine"))
+        (backup_dir / "c.dump").write_bytes(b"theirs")
+        with pytest.raises(StorageError, match="already exists"):
+            partial.publish()
+    assert {name: (backup_dir / name).read_bytes() for name in os.listdir(backup_dir)} == {
+        "a.dump": b"theirs",
+        "b.dump": b"mine",
+        "c.dump": b"theirs",
+    }
+
+
+@override_settings(STORAGES=IN_MEMORY)
+def test_only_a_local_storage_has_partial_files():
+    storage = get_storage()
+    assert not storage.is_local()
+    with pytest.raises(StorageError, match="not a local folder"):
+        storage.local_partial("x.sqlite3")

@@ -9,6 +9,9 @@ A connector turns one database into a stream of bytes and back:
   change the database only after ``read()`` returned ``b""`` (every stage above it raises
   from ``read()`` if anything is wrong: a checksum mismatch, truncation, a wrong key), and it
   must leave the database as it was when it raises, wherever the engine allows.
+* Optionally, :meth:`BaseDBConnector.dump_into` writes the same bytes into a file the caller
+  names, for an engine whose tool can only write files (SQLite's backup API); see
+  :meth:`BaseDBConnector.can_dump_into`.
 
 Subclasses implement ``_create_dump()`` and ``_restore_dump(stream)``; command-line connectors
 build argv lists and environments and hand them to :mod:`dbbackup.process`.
@@ -210,6 +213,22 @@ class BaseDBConnector:
     def create_dump(self) -> BinaryIO:
         """A readable stream of this database's dump; see the module docstring."""
         return self._create_dump()
+
+    def can_dump_into(self) -> bool:
+        """Whether :meth:`dump_into` writes exactly the bytes :meth:`create_dump` would stream.
+
+        The backup pipeline then lets the connector write an uncompressed, unencrypted local
+        backup file itself instead of streaming it (:mod:`dbbackup.pipeline.direct`).
+        """
+        return False
+
+    def dump_into(self, path: str) -> None:
+        """Write the whole dump into the existing empty file ``path``, closing it before returning.
+
+        Only called when :meth:`can_dump_into` is true. A failure raises (the caller removes
+        the file); a return means the file is complete.
+        """
+        raise NotImplementedError(f"{self.path()} cannot dump into a file")
 
     def restore_dump(self, dump: BinaryIO) -> None:
         """Restore from ``dump``, read to its end; see the module docstring."""

@@ -30,6 +30,7 @@ import os
 import sqlite3
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -203,39 +204,74 @@ def _give_up_after(seconds: float, database: str):
 
 
 class SqliteBackupConnector(_SqliteConnectorBase):
-    """Backs up with SQLite's online backup API; the default for SQLite."""
+    """Backs up with SQLite's online backup API; the default for SQLite.
+
+    The backup API writes to a database file: :meth:`dump_into` copies into a file the caller
+    names. When the backup is stored as it is in a local folder, the backup pipeline hands it
+    the storage's hidden partial file, so the copy is written once (see
+    :mod:`dbbackup.pipeline.direct`); otherwise :meth:`create_dump` copies into a scratch file in
+    ``DBBACKUP_TMP_DIR`` and streams that.
+    """
 
     extension = "sqlite3"
 
-    def _create_dump(self) -> BinaryIO:
-        """Copy the database into a scratch file in ``DBBACKUP_TMP_DIR``, and stream that.
+    def can_dump_into(self) -> bool:
+        # a subclass that changes what create_dump() streams must not be bypassed
+        return (
+            type(self).create_dump is BaseDBConnector.create_dump
+            and type(self)._create_dump is SqliteBackupConnector._create_dump
+        )
 
-        Scratch files of killed runs there (and beside the database) are removed first.
+    def dump_into(self, path: str) -> None:
+        """Copy the database with the backup API into the empty file ``path``; see the class.
+
+        The copy is written with ``journal_mode=OFF``, ``synchronous=OFF`` and no file locks
+        (SQLite's ``unix-none`` layer): nothing reads the file before the caller synced and
+        hashed it, so they would protect nothing (and locks fail on some network file systems).
+        No ``-journal`` file appears beside it. The header is the source's (a WAL database's copy
+        says WAL). Scratch files of killed runs beside the database and in ``DBBACKUP_TMP_DIR``
+        are removed first.
         """
         if not self._is_in_memory():
             leftovers.sweep_directory(Path(self.database_path).resolve().parent)
         leftovers.sweep_directory(settings.TMP_DIR)
-        descriptor, path = tempfile.mkstemp(
-            prefix=leftovers.scratch_prefix(), suffix=".sqlite3", dir=settings.TMP_DIR
-        )
-        os.close(descriptor)
         try:
-            destination = sqlite3.connect(path, isolation_level=None)
+            destination = _connect_unlocked(path)
             try:
-                # a private copy whose name is removed below: no journal, no fsync (a crash
-                # loses nothing but the copy, which the next run sweeps)
                 destination.execute("PRAGMA journal_mode=OFF")
                 destination.execute("PRAGMA synchronous=OFF")
                 with self._open() as source:
                     source.backup(destination)
             finally:
                 destination.close()
+        except sqlite3.Error as exc:
+            if getattr(exc, "sqlite_errorname", None) == "SQLITE_FULL" or "disk is full" in str(exc):
+                raise DumpError(
+                    f"SQLite could not back up {self.database_path!r}: No space left on device "
+                    f"for the copy in {os.path.dirname(path) or '.'!r} ({exc})."
+                ) from exc
+            raise DumpError(f"SQLite could not back up {self.database_path!r}: {exc}") from exc
+
+    def _create_dump(self) -> BinaryIO:
+        """Copy the database into a scratch file in ``DBBACKUP_TMP_DIR`` (:meth:`dump_into`), and
+        stream that; the scratch file's name is removed before its first byte is read."""
+        descriptor, path = tempfile.mkstemp(
+            prefix=leftovers.scratch_prefix(), suffix=".sqlite3", dir=settings.TMP_DIR
+        )
+        os.close(descriptor)
+        try:
+            self.dump_into(path)
             # The open handle keeps the data; the name goes now so nothing is left behind.
             return open(path, "rb")
-        except sqlite3.Error as exc:
-            raise DumpError(f"SQLite could not back up {self.database_path!r}: {exc}") from exc
         finally:
             os.unlink(path)
+
+
+def _connect_unlocked(path: str) -> sqlite3.Connection:
+    """A connection in autocommit mode to ``path``, without file locks where SQLite allows it."""
+    if os.name != "posix":
+        return sqlite3.connect(path, isolation_level=None)
+    return sqlite3.connect(f"file:{urllib.parse.quote(path)}?vfs=unix-none", isolation_level=None, uri=True)
 
 
 class SqliteConnector(_SqliteConnectorBase):

@@ -11,7 +11,7 @@ from importlib import import_module
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from dbbackup import codecs, crypto, leftovers, linux_fs, manifest, names, settings
+from dbbackup import codecs, crypto, leftovers, linux_fs, local_write, manifest, names, settings
 from dbbackup.db.base import BaseDBConnector
 from dbbackup.exceptions import CorruptBackupError, DbbackupConfigurationError, StorageError
 from dbbackup.storage import Storage
@@ -91,8 +91,7 @@ def _write_staged(stream: BinaryIO, target: Path) -> Path:
     The hidden name records its owner (:mod:`dbbackup.leftovers`), so a run that is killed
     here leaves a file the next run removes. On failure nothing is left.
     """
-    temporary = target.parent / leftovers.partial_name(target.name)
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    temporary, descriptor = local_write.create_hidden(target)
     try:
         with os.fdopen(descriptor, "wb") as handle:
             while chunk := stream.read(CHUNK_SIZE):
@@ -120,14 +119,36 @@ def _check_sidecar_path(sidecar: Path) -> None:
         raise StorageError(f"{sidecar} is in the way of the backup's metadata file; nothing was replaced.")
 
 
-def stage_local(stream: BinaryIO, output_path: str) -> StagedPath:
-    """Write a ``-O`` backup beside ``output_path`` without touching what is there yet."""
+def _stage_target(output_path: str) -> StagedPath:
     target = _target(output_path)
     _check_sidecar_path(Path(f"{target}{names.METADATA_SUFFIX}"))
     leftovers.sweep_directory(target.parent)
-    staged = StagedPath(target)
-    staged.staged = _write_staged(stream, target)
+    return StagedPath(target)
+
+
+def stage_local(stream: BinaryIO, output_path: str) -> StagedPath:
+    """Write a ``-O`` backup beside ``output_path`` without touching what is there yet."""
+    staged = _stage_target(output_path)
+    staged.staged = _write_staged(stream, Path(staged))
     return staged
+
+
+def stage_local_file(
+    writer: Callable[[str], None], output_path: str, progress: Callable[[int], object] | None
+) -> tuple[StagedPath, local_write.FileDigest]:
+    """Like :func:`stage_local`, the hidden file written by ``writer(path)`` and then read back
+    for its size and SHA-256 while it is synced (:func:`dbbackup.local_write.seal`)."""
+    staged = _stage_target(output_path)
+    hidden, descriptor = local_write.create_hidden(Path(staged))
+    os.close(descriptor)
+    try:
+        writer(str(hidden))
+        digest = local_write.seal(hidden, progress)
+    except BaseException:
+        hidden.unlink(missing_ok=True)
+        raise
+    staged.staged = hidden
+    return staged, digest
 
 
 def _publish_local(local_path: StagedPath, data: bytes) -> None:
@@ -286,11 +307,7 @@ def store(
     ``output_path`` is only staged: :func:`write_metadata` puts it in place with its sidecar.
     Stale partial files of killed runs (:mod:`dbbackup.leftovers`) are removed first.
     """
-    later = iter(range(1, 60))
-
-    def on_conflict(taken: str) -> str:
-        return rename(next(later)) if rename else taken
-
+    on_conflict = conflict_renamer(rename)
     if not output_path:
         leftovers.sweep_storage(storage)  # partial uploads of killed runs; -O sweeps its directory
     digest = DigestReader(stream, on_bytes=progress)
@@ -301,6 +318,17 @@ def store(
     finally:
         digest.close()
     return filename, local_path, digest
+
+
+def conflict_renamer(rename: Callable[[int], str] | None) -> Callable[[str], str]:
+    """``on_conflict`` for :meth:`Storage.write_file`: ``rename(1)``, ``rename(2)``, ... in turn
+    (``None``: the taken name is kept, and the write refuses it)."""
+    later = iter(range(1, 60))
+
+    def on_conflict(taken: str) -> str:
+        return rename(next(later)) if rename else taken
+
+    return on_conflict
 
 
 @dataclass

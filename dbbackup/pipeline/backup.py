@@ -1,4 +1,8 @@
-"""Database backup: dump -> [compress] -> [encrypt] -> digest -> storage, then the sidecar."""
+"""Database backup: dump -> [compress] -> [encrypt] -> digest -> storage, then the sidecar.
+
+A connector that can write its dump into a file (SQLite's backup API) writes an uncompressed,
+unencrypted local backup itself instead (:mod:`dbbackup.pipeline.direct`).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from typing import Any
 from dbbackup import manifest, name_checks, names, retention, s3, schema, settings, signals
 from dbbackup.db.base import check_alias, get_connector
 from dbbackup.exceptions import DbbackupError
+from dbbackup.pipeline import direct
 from dbbackup.pipeline._common import (
     apply_connector_options,
     choose_encoding,
@@ -112,14 +117,18 @@ def backup_database(
 
         migrations = schema.applied_migrations(database, connector.settings)
         connector.stream_compressed = codec is not None
-        filename, local_path, digest = store(
-            encode(connector.create_dump(), codec, encrypt),
-            storage=storage,
-            filename=filename,
-            output_path=output_path,
-            rename=None if output_filename else later_name,
-            progress=progress,
-        )
+        places = {
+            "storage": storage,
+            "filename": filename,
+            "output_path": output_path,
+            "rename": None if output_filename else later_name,
+            "progress": progress,
+        }
+        writer = direct.file_writer(connector, codec, encrypt, storage, output_path)
+        if writer is not None:  # the connector writes the local file itself: one copy, not two
+            filename, local_path, digest = direct.store_file(writer, **places)
+        else:
+            filename, local_path, digest = store(encode(connector.create_dump(), codec, encrypt), **places)
 
         metadata = manifest.complete(
             base_metadata,

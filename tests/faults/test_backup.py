@@ -241,15 +241,16 @@ def small_disk(tmp_path, settings):
         yield location, readonly
 
 
-def test_a_full_disk_fails_in_one_line_and_keeps_the_previous_backups(small_disk):
+@pytest.mark.parametrize("compress", [[], ["-z"]], ids=["copied-straight", "streamed"])
+def test_a_full_disk_fails_in_one_line_and_keeps_the_previous_backups(small_disk, compress):
     location, _ = small_disk
     add_known_data("default")
     before = fingerprint("default")
-    call_command("dbbackup", "-d", "default", "--noinput")
+    call_command("dbbackup", "-d", "default", *compress, "--noinput")
     old = tree_fingerprint(location)
     Note.objects.create(title="big", body="", payload=os.urandom(1_500_000), extra={})
     with pytest.raises(CommandError, match="No space left on device") as info:
-        call_command("dbbackup", "-d", "default", "--noinput")
+        call_command("dbbackup", "-d", "default", *compress, "--noinput")
     assert "\n" not in str(info.value)
     assert tree_fingerprint(location) == old
     assert debris(location) == []
@@ -316,11 +317,13 @@ def stored_rows(path) -> int:
         connection.close()
 
 
-def test_a_sqlite_backup_killed_while_copying_leaves_a_scratch_file_the_next_run_removes(
+def test_a_compressed_sqlite_backup_killed_while_copying_leaves_a_scratch_file_the_next_run_removes(
     big_child, backup_dir, big_sqlite
 ):
+    """A compressed backup streams from a scratch copy in DBBACKUP_TMP_DIR (a plain one is
+    copied straight into its partial file: tests/faults/test_sqlite_direct.py)."""
     settings, scratch = big_child
-    proc = start_command("dbbackup", "-d", "big", "--noinput", settings=settings)
+    proc = start_command("dbbackup", "-d", "big", "-z", "--noinput", settings=settings)
     wait_for(lambda: list(scratch.glob(".dbbackup-*.sqlite3")), what="the scratch copy")
     kill(proc.pid)
     assert reap(proc) == -signal.SIGKILL
@@ -333,11 +336,12 @@ def test_a_sqlite_backup_killed_while_copying_leaves_a_scratch_file_the_next_run
     assert stored_rows(backup_dir / stored) == 120
 
 
+@pytest.mark.parametrize("compress", [[], ["-z"]], ids=["copied-straight", "streamed"])
 def test_a_sqlite_backup_killed_mid_upload_leaves_a_partial_the_next_run_removes(
-    big_child, backup_dir, big_sqlite
+    big_child, backup_dir, big_sqlite, compress
 ):
     settings, scratch = big_child
-    proc = start_command("dbbackup", "-d", "big", "--noinput", settings=settings)
+    proc = start_command("dbbackup", "-d", "big", *compress, "--noinput", settings=settings)
     wait_for(lambda: partials(backup_dir), what="the upload")
     kill(proc.pid)
     assert reap(proc) == -signal.SIGKILL
