@@ -6,10 +6,10 @@
   django-dbbackup's SqliteConnector and by the ``sqlite3`` shell.
 * :class:`SqliteCPConnector`: a copy of the database file (``.dump``), taken under a read lock.
 
-All three restore the same way, whichever wrote the backup: the stream is loaded into a scratch
-database next to the target (or in ``DBBACKUP_TMP_DIR``), checked (header and size, end of a
-text dump, ``PRAGMA quick_check``: see :mod:`dbbackup.db.sqlite_scratch`), and only then put in
-place of the live database, in one of two ways.
+All three restore the same way: the stream is loaded into a scratch database next to the target
+(or in ``DBBACKUP_TMP_DIR``), checked (header and size, end of a text dump, ``PRAGMA quick_check``
+unless a matching SHA-256 sidecar vouches for a database file's bytes and this is no drill: see
+:mod:`dbbackup.db.sqlite_scratch`), and only then put in place of the live database:
 
 * renamed over it (one atomic ``os.replace``) when no process has the live file open, which
   the kernel proves with a file lease (:mod:`dbbackup.db.sqlite_swap`; Django's own connection
@@ -19,8 +19,6 @@ place of the live database, in one of two ways.
   ``:memory:`` databases always go this way.
 
 A damaged, truncated or tampered backup therefore leaves the database exactly as it was.
-``quick_check`` is left out for a database file whose SHA-256 sidecar matched (outside drills):
-those are, byte for byte, the bytes the backup wrote, and the check costs more than the copy.
 """
 
 from __future__ import annotations
@@ -118,13 +116,8 @@ class _SqliteConnectorBase(BaseDBConnector):
                 needs_end = not self.stream_has_checksum
                 execute_script(stream, scratch_path, needs_end=needs_end)
             if self.always_quick_check or not (is_database_file and self.stream_has_checksum):
-                # A database file whose checksum matched is the file the backup wrote, byte for
-                # byte (header and page count checked above); quick_check would only re-read it.
-                scratch = sqlite3.connect(scratch_path)
-                try:
-                    check_integrity(scratch)
-                finally:
-                    scratch.close()
+                # a checksummed database file is the backup's own bytes (header checked above)
+                check_integrity(scratch_path)
             if self._may_swap_in(scratch_path) and self._swap_in(scratch_path):
                 return
             scratch = sqlite3.connect(scratch_path)

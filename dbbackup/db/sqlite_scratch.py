@@ -41,11 +41,15 @@ _ALLOWED_PRAGMAS = frozenset(
 _TRANSACTION_CONTROL = re.compile(r"^\s*(BEGIN(\s+TRANSACTION)?|COMMIT|END(\s+TRANSACTION)?)\s*;\s*$", re.I)
 
 
-def check_integrity(connection: sqlite3.Connection) -> None:
+def check_integrity(path: str) -> None:
+    """Refuse the database file ``path`` unless ``PRAGMA quick_check`` answers ``ok``."""
+    connection = sqlite3.connect(path)
     try:
         result = connection.execute("PRAGMA quick_check").fetchone()
     except sqlite3.DatabaseError as exc:
         raise CorruptBackupError(f"The backup is not a usable SQLite database: {exc}") from exc
+    finally:
+        connection.close()
     if not result or result[0] != "ok":
         raise CorruptBackupError(f"The backup fails SQLite's integrity check: {result and result[0]}")
 
