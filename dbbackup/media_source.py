@@ -151,15 +151,23 @@ class LocalSource(StorageSource):
         folder = os.path.join(self.root, path) if path else self.root
         try:
             with os.scandir(folder) as entries:
-                listed = sorted((entry.name, entry.is_symlink()) for entry in entries)
+                # The entry's type comes with the listing (no stat per file); a regular file is
+                # checked again, on its descriptor, when it is opened.
+                listed = sorted(
+                    (entry.name, entry.is_symlink(), entry.is_file(follow_symlinks=False))
+                    for entry in entries
+                )
         except (FileNotFoundError, NotADirectoryError):
             return
         folders = []
-        for base, is_link in listed:
+        for base, is_link, is_file in listed:
             name = posixpath.join(path, base) if path else base
-            full = os.path.join(folder, base)
             if is_partial(base) or (not path and is_staging(base)):
                 continue
+            if is_file:
+                yield name
+                continue
+            full = os.path.join(folder, base)
             try:
                 if is_link:
                     real = os.path.realpath(full)
@@ -265,7 +273,7 @@ class LocalSource(StorageSource):
             return None
         if _NONBLOCK:
             os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb"), info.st_size
+        return os.fdopen(fd, "rb", buffering=0), info.st_size  # read straight into the chunk
 
 
 def source_for(storage: DjangoStorage, exclude: str | None = None) -> StorageSource:

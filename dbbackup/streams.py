@@ -336,6 +336,25 @@ class ProducerReader(_ReaderBase):
         super().close()
 
 
+def read_ahead(stream: BinaryIO, *, name: str, queue_chunks: int = 2) -> ProducerReader:
+    """``stream``, read on a worker thread up to ``queue_chunks`` chunks ahead of its reader.
+
+    For a stage that works while its caller does something else: a compressor goes on
+    compressing while the chunk before is digested and written, instead of waiting for each
+    ``read()``. Errors of ``stream`` are raised by ``read()`` as themselves; closing the result
+    early stops the thread and closes ``stream``.
+    """
+
+    def produce(write: Callable[[bytes], None]) -> None:
+        try:
+            while chunk := stream.read(CHUNK_SIZE):
+                write(chunk)
+        finally:
+            stream.close()
+
+    return ProducerReader(produce, name=name, queue_chunks=queue_chunks)
+
+
 def drain(source: BinaryIO, chunk_size: int = CHUNK_SIZE) -> int:
     """Read ``source`` to its end (so its end-of-stream checks run); return the bytes read."""
     total = 0

@@ -54,8 +54,14 @@ def _tarfile_header(name: str, size: int) -> bytes:
 
 
 @functools.lru_cache(maxsize=1)
-def _template() -> bytes:
-    return _tarfile_header("x", 0)  # one ustar block: what tarfile writes for a short ASCII name
+def _template() -> tuple[bytes, int]:
+    """One ustar block as tarfile writes it for a short ASCII name, with the name, size and
+    checksum fields blank (checksum as spaces), and the sum of its bytes."""
+    block = bytearray(_tarfile_header("x", 0))
+    block[0:100] = bytes(100)
+    block[124:136] = bytes(12)
+    block[148:156] = b" " * 8  # the checksum is computed with its own field as spaces
+    return bytes(block), sum(block)
 
 
 def _header(name: str, size: int) -> bytes:
@@ -68,21 +74,101 @@ def _header(name: str, size: int) -> bytes:
     """
     if len(name) > 100 or size >= 8**11 or not name.isascii():
         return _tarfile_header(name, size)
-    block = bytearray(_template())
-    block[0:100] = name.encode("ascii").ljust(100, b"\0")
-    block[124:136] = b"%011o\0" % size
-    block[148:156] = b"        "  # the checksum is computed with its own field as spaces
-    block[148:155] = b"%06o\0" % sum(block)
-    return bytes(block)
+    template, checksum = _template()
+    encoded = name.encode("ascii")
+    size_field = b"%011o\0" % size
+    checksum += sum(encoded) + sum(size_field)
+    return b"".join(
+        (
+            encoded.ljust(100, b"\0"),
+            template[100:124],
+            size_field,
+            template[136:148],
+            b"%06o\0" % checksum,
+            template[155:],
+        )
+    )
 
 
-def stream_tar(source: StorageSource, on_added: Callable[[str], object] | None = None) -> Iterator[bytes]:
-    """The tar archive of every file ``source`` lists, as chunks of bytes.
+class _Packer:
+    """Packs the pieces of the archive into chunks of one fixed size (the last one shorter).
 
-    ``on_added`` is called with each name once its member is complete in the archive: files
-    the source skips (deleted meanwhile, not regular, links leaving the folder) are not counted.
+    A member is three pieces (header, content, padding) and most media files are small, so
+    handing each piece on by itself made some 18,000 pieces for 6,000 files, each a hop
+    through the queues of the stages after it (thread switches, locks, small writes); packed,
+    that archive is 290 pieces of 1 MiB. File contents are read straight into the chunk.
     """
-    written = 0
+
+    def __init__(self, size: int) -> None:
+        self._buffer = bytearray(size)
+        self._view = memoryview(self._buffer)
+        self._filled = 0
+        self.total = 0  #: bytes packed so far
+
+    def take(self) -> bytes:
+        """The bytes packed since the last ``take``; the chunk is then empty again."""
+        chunk = bytes(self._view[: self._filled])
+        self._filled = 0
+        return chunk
+
+    @property
+    def full(self) -> bool:
+        return self._filled == len(self._buffer)
+
+    def add(self, data: bytes) -> Iterator[bytes]:
+        """Pack ``data``, yielding each chunk it fills."""
+        start = 0
+        while start < len(data):
+            if self.full:
+                yield self.take()
+            count = min(len(data) - start, len(self._buffer) - self._filled)
+            self._view[self._filled : self._filled + count] = data[start : start + count]
+            self._filled += count
+            start += count
+        self.total += len(data)
+
+    def add_file(self, handle: BinaryIO, size: int, name: str) -> Iterator[bytes]:
+        """Pack exactly ``size`` bytes of ``handle``, yielding each chunk they fill.
+
+        Raises :class:`MediaChangedError` when the file ends before ``size`` bytes or goes on
+        after them: it changed while it was archived.
+        """
+        readinto = getattr(handle, "readinto", None)
+        remaining = size
+        while remaining:
+            if self.full:
+                yield self.take()
+            room = self._view[self._filled : self._filled + min(remaining, len(self._buffer) - self._filled)]
+            if readinto is not None:
+                count = readinto(room)
+            else:
+                data = handle.read(len(room))
+                count = len(data)
+                room[:count] = data
+            if not count:
+                raise MediaChangedError(
+                    f"The media file {name!r} shrank while it was archived; run the backup again."
+                )
+            self._filled += count
+            remaining -= count
+        if handle.read(1):
+            raise MediaChangedError(
+                f"The media file {name!r} grew while it was archived; run the backup again."
+            )
+        self.total += size
+
+
+def stream_tar(
+    source: StorageSource, on_added: Callable[[str], object] | None = None, chunk_size: int = CHUNK_SIZE
+) -> Iterator[bytes]:
+    """The tar archive of every file ``source`` lists, as chunks of ``chunk_size`` bytes (the
+    last one shorter).
+
+    ``on_added`` is called with each name once its member is complete in the archive (it may
+    still wait in the current chunk): files the source skips (deleted meanwhile, not regular,
+    links leaving the folder) are not counted.
+    """
+    packer = _Packer(chunk_size)
     try:
         for name in source.names():
             opened = source.open(name)
@@ -90,31 +176,20 @@ def stream_tar(source: StorageSource, on_added: Callable[[str], object] | None =
                 continue
             handle, size = opened
             with handle:
-                header = _header(name, size)
-                yield header
-                remaining = size
-                while remaining:
-                    chunk = handle.read(min(CHUNK_SIZE, remaining))
-                    if not chunk:
-                        raise MediaChangedError(
-                            f"The media file {name!r} shrank while it was archived; run the backup again."
-                        )
-                    remaining -= len(chunk)
-                    yield chunk
-                if handle.read(1):
-                    raise MediaChangedError(
-                        f"The media file {name!r} grew while it was archived; run the backup again."
-                    )
-            padding = -size % BLOCK
-            yield b"\0" * padding
-            written += len(header) + size + padding
+                yield from packer.add(_header(name, size))
+                yield from packer.add_file(handle, size, name)
+            yield from packer.add(_ZEROS[: -size % BLOCK])
             if on_added is not None:
                 on_added(name)
     finally:
         source.close()
-    end = b"\0" * (2 * BLOCK)
-    written += len(end)
-    yield end + b"\0" * (-written % RECORD)
+    end = 2 * BLOCK
+    yield from packer.add(bytes(end + (-(packer.total + end) % RECORD)))
+    if last := packer.take():
+        yield last
+
+
+_ZEROS = bytes(BLOCK)
 
 
 @dataclass(frozen=True)
