@@ -18,6 +18,7 @@ backup.
 from __future__ import annotations
 
 import errno
+import io
 import logging
 import os
 import posixpath
@@ -273,7 +274,34 @@ class LocalSource(StorageSource):
             return None
         if _NONBLOCK:
             os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb", buffering=0), info.st_size  # read straight into the chunk
+        return _OpenedFile(fd), info.st_size
+
+
+class _OpenedFile(io.RawIOBase):
+    """A media file opened by :class:`LocalSource`: its descriptor, read with plain system calls.
+
+    ``os.fdopen`` would ``fstat`` the descriptor once more and build a file object around it,
+    for every file; this reads straight into the caller's buffer (``readinto``).
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    def readable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def readinto(self, buffer: Any) -> int:
+        return os.readv(self._fd, [buffer])
+
+    def close(self) -> None:
+        if not self.closed:
+            try:
+                os.close(self._fd)
+            finally:
+                super().close()
 
 
 def source_for(storage: DjangoStorage, exclude: str | None = None) -> StorageSource:

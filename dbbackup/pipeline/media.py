@@ -190,7 +190,7 @@ def _archive_reader(chunks: Iterator[bytes]) -> ProducerReader:
         finally:
             chunks.close()  # the open media file, when cancelled half-way
 
-    return ProducerReader(produce, name="dbbackup-tar", queue_chunks=4)
+    return ProducerReader(produce, name="dbbackup-tar", queue_chunks=2)
 
 
 class _Counter:
