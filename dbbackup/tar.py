@@ -2,7 +2,7 @@
 
 Writing: :func:`stream_tar` yields a tar archive (PAX format, as Python's tarfile writes by
 default) member by member, reading each file from a media source
-(:mod:`dbbackup.media_source`) only when its turn comes.
+(:mod:`dbbackup.media_source`) only when its turn comes, in chunks of one size (1 MiB).
 Members are the storage names relative to its root, regular files only, mode 0644, owner 0,
 mtime 0: the layout django-dbbackup writes, so archives restore with either tool.
 
@@ -32,6 +32,7 @@ logger = logging.getLogger("dbbackup")
 
 BLOCK = tarfile.BLOCKSIZE
 RECORD = tarfile.RECORDSIZE
+_ZEROS = bytes(BLOCK)
 #: ``tarfile``'s read buffer in stream mode. Each small read (a 512-byte header) copies what is
 #: left of the buffer, so a large one costs: at 1 MiB, reading 6,000 members took 4x the CPU.
 TAR_BUFFER = 64 * 1024
@@ -187,9 +188,6 @@ def stream_tar(
     yield from packer.add(bytes(end + (-(packer.total + end) % RECORD)))
     if last := packer.take():
         yield last
-
-
-_ZEROS = bytes(BLOCK)
 
 
 @dataclass(frozen=True)
