@@ -116,17 +116,25 @@ class _Packer:
     def full(self) -> bool:
         return self._filled == len(self._buffer)
 
-    def add(self, data: bytes) -> Iterator[bytes]:
-        """Pack ``data``, yielding each chunk it fills."""
+    def add(self, data: bytes) -> list[bytes]:
+        """Pack ``data``; the chunks it filled, to be handed on in order (usually none)."""
+        end = self._filled + len(data)
+        if end < len(self._buffer):  # most pieces fit (and leave room): one copy, no chunk
+            self._view[self._filled : end] = data
+            self._filled = end
+            self.total += len(data)
+            return []
+        filled = []
         start = 0
         while start < len(data):
             if self.full:
-                yield self.take()
+                filled.append(self.take())
             count = min(len(data) - start, len(self._buffer) - self._filled)
             self._view[self._filled : self._filled + count] = data[start : start + count]
             self._filled += count
             start += count
         self.total += len(data)
+        return filled
 
     def add_file(self, handle: BinaryIO, size: int, name: str) -> Iterator[bytes]:
         """Pack exactly ``size`` bytes of ``handle``, yielding each chunk they fill.
