@@ -43,7 +43,7 @@ from dbbackup.exceptions import (
     DbbackupConfigurationError,
     StorageError,
 )
-from dbbackup.streams import copy_stream
+from dbbackup.streams import copy_to_file
 
 __all__ = ["Storage", "StorageError", "get_storage", "get_storage_class"]
 
@@ -230,7 +230,7 @@ class Storage:
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
         try:
             with os.fdopen(descriptor, "wb") as handle:
-                copy_stream(filehandle, handle.write)
+                copy_to_file(filehandle, handle)
                 handle.flush()
                 os.fsync(handle.fileno())
             if self._explicit_file_mode is not None:  # the final mode, before the name appears

@@ -21,6 +21,12 @@ from dbbackup.exceptions import CorruptBackupError
 #: How much a stage asks of the one before it at a time.
 CHUNK_SIZE = 1024 * 1024
 
+#: The most one ``write()`` to a local file hands the kernel. Linux (6.x, ext4) backs a large
+#: buffered write with large page-cache folios, which cost more to fill on some virtual
+#: machines (memory handed back to the host): 1 GB took 0.7-1.4 s of kernel time in 1 MiB
+#: writes and 0.23-0.26 s in 256 KiB ones.
+WRITE_SIZE = 256 * 1024
+
 
 class _ReaderBase(io.RawIOBase):
     """A read-only raw stream whose subclasses implement ``_read(size)``."""
@@ -249,6 +255,18 @@ def copy_stream(source: BinaryIO, write: Callable[[bytes], object], chunk_size: 
     total = 0
     while chunk := source.read(chunk_size):
         write(chunk)
+        total += len(chunk)
+    return total
+
+
+def copy_to_file(source: BinaryIO, handle: BinaryIO) -> int:
+    """Copy ``source`` to its end into the local file ``handle``, in writes of at most
+    :data:`WRITE_SIZE` bytes; return the number of bytes."""
+    total = 0
+    while chunk := source.read(CHUNK_SIZE):
+        view = memoryview(chunk)
+        for start in range(0, len(view), WRITE_SIZE):
+            handle.write(view[start : start + WRITE_SIZE])
         total += len(chunk)
     return total
 

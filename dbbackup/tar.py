@@ -17,6 +17,7 @@ writes (``tar -C media -cf x.tar .``) restore like any other.
 from __future__ import annotations
 
 import functools
+import io
 import logging
 import posixpath
 import tarfile
@@ -142,7 +143,10 @@ class _Packer:
         Raises :class:`MediaChangedError` when the file ends before ``size`` bytes or goes on
         after them: it changed while it was archived.
         """
-        readinto = getattr(handle, "readinto", None)
+        # A raw stream (the local source's files) reads straight into the chunk. Other storages'
+        # file objects are read through read(): their readinto() may bypass how they load data
+        # (django-storages' FTP file reads an empty buffer until read() is called).
+        readinto = handle.readinto if isinstance(handle, io.RawIOBase) else None
         remaining = size
         while remaining:
             if self.full:

@@ -752,7 +752,9 @@ def tarfile_archive(files):
 
 
 class ReadOnlySource:
-    """A media source whose files have ``read()`` only (no ``readinto``), as some storages' do."""
+    """A media source of another storage: its files are read with ``read()``, which may return
+    short pieces; their ``readinto()`` is not trusted (django-storages' FTP file's reads an
+    empty buffer until ``read()`` has loaded the file)."""
 
     class Handle:
         def __init__(self, data):
@@ -760,6 +762,9 @@ class ReadOnlySource:
 
         def read(self, size=-1):
             return self._stream.read(min(size, 700) if size and size > 0 else size)  # short reads
+
+        def readinto(self, buffer):
+            raise AssertionError("the archive was read through readinto()")
 
         def __enter__(self):
             return self

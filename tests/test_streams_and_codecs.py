@@ -8,7 +8,16 @@ from django.test import override_settings
 
 from dbbackup import codecs
 from dbbackup.exceptions import CorruptBackupError
-from dbbackup.streams import BackgroundHash, DigestReader, IteratorReader, PeekableReader, read_ahead
+from dbbackup.streams import (
+    CHUNK_SIZE,
+    WRITE_SIZE,
+    BackgroundHash,
+    DigestReader,
+    IteratorReader,
+    PeekableReader,
+    copy_to_file,
+    read_ahead,
+)
 
 DATA = os.urandom(200_000) + "ünïcode".encode() * 10_000
 
@@ -232,3 +241,20 @@ def test_closing_read_ahead_early_stops_its_thread_and_closes_its_stream():
     assert source.closed
     assert source.reads < 10  # it stayed a couple of chunks ahead, not more
     assert [thread.name for thread in threading.enumerate() if thread.name == "dbbackup-test"] == []
+
+
+def test_copy_to_file_writes_everything_in_pieces_of_at_most_write_size():
+    data = os.urandom(3 * CHUNK_SIZE + 12345)
+
+    class Recording(io.BytesIO):
+        sizes: list
+
+        def write(self, piece):
+            self.sizes.append(len(piece))
+            return super().write(piece)
+
+    target = Recording()
+    target.sizes = []
+    assert copy_to_file(io.BytesIO(data), target) == len(data)
+    assert target.getvalue() == data
+    assert max(target.sizes) == WRITE_SIZE
