@@ -32,7 +32,7 @@ from django.core.files.storage import FileSystemStorage
 
 from dbbackup import leftovers, linux_fs
 from dbbackup.exceptions import StorageError
-from dbbackup.streams import CHUNK_SIZE, copy_stream
+from dbbackup.streams import CHUNK_SIZE, copy_to_file
 
 PRIVATE_FILE_MODE = 0o600
 PRIVATE_DIRECTORY_MODE = 0o700
@@ -142,7 +142,7 @@ class LocalPartial:
         """Copy ``stream`` to its end into the file, and ``fsync`` it."""
         descriptor, self._descriptor = self._descriptor, None
         with os.fdopen(descriptor, "wb") as handle:
-            copy_stream(stream, handle.write)
+            copy_to_file(stream, handle)
             handle.flush()
             os.fsync(handle.fileno())
         self._synced = True

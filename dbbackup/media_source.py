@@ -18,6 +18,7 @@ backup.
 from __future__ import annotations
 
 import errno
+import io
 import logging
 import os
 import posixpath
@@ -151,15 +152,23 @@ class LocalSource(StorageSource):
         folder = os.path.join(self.root, path) if path else self.root
         try:
             with os.scandir(folder) as entries:
-                listed = sorted((entry.name, entry.is_symlink()) for entry in entries)
+                # The entry's type comes with the listing (no stat per file); a regular file is
+                # checked again, on its descriptor, when it is opened.
+                listed = sorted(
+                    (entry.name, entry.is_symlink(), entry.is_file(follow_symlinks=False))
+                    for entry in entries
+                )
         except (FileNotFoundError, NotADirectoryError):
             return
         folders = []
-        for base, is_link in listed:
+        for base, is_link, is_file in listed:
             name = posixpath.join(path, base) if path else base
-            full = os.path.join(folder, base)
             if is_partial(base) or (not path and is_staging(base)):
                 continue
+            if is_file:
+                yield name
+                continue
+            full = os.path.join(folder, base)
             try:
                 if is_link:
                     real = os.path.realpath(full)
@@ -265,7 +274,34 @@ class LocalSource(StorageSource):
             return None
         if _NONBLOCK:
             os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb"), info.st_size
+        return _OpenedFile(fd), info.st_size
+
+
+class _OpenedFile(io.RawIOBase):
+    """A media file opened by :class:`LocalSource`: its descriptor, read with plain system calls.
+
+    ``os.fdopen`` would ``fstat`` the descriptor once more and build a file object around it,
+    for every file; this reads straight into the caller's buffer (``readinto``).
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+
+    def readable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def readinto(self, buffer: Any) -> int:
+        return os.readv(self._fd, [buffer])
+
+    def close(self) -> None:
+        if not self.closed:
+            try:
+                os.close(self._fd)
+            finally:
+                super().close()
 
 
 def source_for(storage: DjangoStorage, exclude: str | None = None) -> StorageSource:

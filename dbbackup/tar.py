@@ -2,7 +2,7 @@
 
 Writing: :func:`stream_tar` yields a tar archive (PAX format, as Python's tarfile writes by
 default) member by member, reading each file from a media source
-(:mod:`dbbackup.media_source`) only when its turn comes.
+(:mod:`dbbackup.media_source`) only when its turn comes, in chunks of one size (1 MiB).
 Members are the storage names relative to its root, regular files only, mode 0644, owner 0,
 mtime 0: the layout django-dbbackup writes, so archives restore with either tool.
 
@@ -17,6 +17,7 @@ writes (``tar -C media -cf x.tar .``) restore like any other.
 from __future__ import annotations
 
 import functools
+import io
 import logging
 import posixpath
 import tarfile
@@ -32,6 +33,7 @@ logger = logging.getLogger("dbbackup")
 
 BLOCK = tarfile.BLOCKSIZE
 RECORD = tarfile.RECORDSIZE
+_ZEROS = bytes(BLOCK)
 #: ``tarfile``'s read buffer in stream mode. Each small read (a 512-byte header) copies what is
 #: left of the buffer, so a large one costs: at 1 MiB, reading 6,000 members took 4x the CPU.
 TAR_BUFFER = 64 * 1024
@@ -54,8 +56,14 @@ def _tarfile_header(name: str, size: int) -> bytes:
 
 
 @functools.lru_cache(maxsize=1)
-def _template() -> bytes:
-    return _tarfile_header("x", 0)  # one ustar block: what tarfile writes for a short ASCII name
+def _template() -> tuple[bytes, int]:
+    """One ustar block as tarfile writes it for a short ASCII name, with the name, size and
+    checksum fields blank (checksum as spaces), and the sum of its bytes."""
+    block = bytearray(_tarfile_header("x", 0))
+    block[0:100] = bytes(100)
+    block[124:136] = bytes(12)
+    block[148:156] = b" " * 8  # the checksum is computed with its own field as spaces
+    return bytes(block), sum(block)
 
 
 def _header(name: str, size: int) -> bytes:
@@ -68,21 +76,112 @@ def _header(name: str, size: int) -> bytes:
     """
     if len(name) > 100 or size >= 8**11 or not name.isascii():
         return _tarfile_header(name, size)
-    block = bytearray(_template())
-    block[0:100] = name.encode("ascii").ljust(100, b"\0")
-    block[124:136] = b"%011o\0" % size
-    block[148:156] = b"        "  # the checksum is computed with its own field as spaces
-    block[148:155] = b"%06o\0" % sum(block)
-    return bytes(block)
+    template, checksum = _template()
+    encoded = name.encode("ascii")
+    size_field = b"%011o\0" % size
+    checksum += sum(encoded) + sum(size_field)
+    return b"".join(
+        (
+            encoded.ljust(100, b"\0"),
+            template[100:124],
+            size_field,
+            template[136:148],
+            b"%06o\0" % checksum,
+            template[155:],
+        )
+    )
 
 
-def stream_tar(source: StorageSource, on_added: Callable[[str], object] | None = None) -> Iterator[bytes]:
-    """The tar archive of every file ``source`` lists, as chunks of bytes.
+class _Packer:
+    """Packs the pieces of the archive into chunks of one fixed size (the last one shorter).
 
-    ``on_added`` is called with each name once its member is complete in the archive: files
-    the source skips (deleted meanwhile, not regular, links leaving the folder) are not counted.
+    A member is three pieces (header, content, padding) and most media files are small, so
+    handing each piece on by itself made some 18,000 pieces for 6,000 files, each a hop
+    through the queues of the stages after it (thread switches, locks, small writes); packed,
+    that archive is 290 pieces of 1 MiB. File contents are read straight into the chunk.
     """
-    written = 0
+
+    def __init__(self, size: int) -> None:
+        self._buffer = bytearray(size)
+        self._view = memoryview(self._buffer)
+        self._filled = 0
+        self.total = 0  #: bytes packed so far
+
+    def take(self) -> bytes:
+        """The bytes packed since the last ``take``; the chunk is then empty again."""
+        chunk = bytes(self._view[: self._filled])
+        self._filled = 0
+        return chunk
+
+    @property
+    def full(self) -> bool:
+        return self._filled == len(self._buffer)
+
+    def add(self, data: bytes) -> list[bytes]:
+        """Pack ``data``; the chunks it filled, to be handed on in order (usually none)."""
+        end = self._filled + len(data)
+        if end < len(self._buffer):  # most pieces fit (and leave room): one copy, no chunk
+            self._view[self._filled : end] = data
+            self._filled = end
+            self.total += len(data)
+            return []
+        filled = []
+        start = 0
+        while start < len(data):
+            if self.full:
+                filled.append(self.take())
+            count = min(len(data) - start, len(self._buffer) - self._filled)
+            self._view[self._filled : self._filled + count] = data[start : start + count]
+            self._filled += count
+            start += count
+        self.total += len(data)
+        return filled
+
+    def add_file(self, handle: BinaryIO, size: int, name: str) -> Iterator[bytes]:
+        """Pack exactly ``size`` bytes of ``handle``, yielding each chunk they fill.
+
+        Raises :class:`MediaChangedError` when the file ends before ``size`` bytes or goes on
+        after them: it changed while it was archived.
+        """
+        # A raw stream (the local source's files) reads straight into the chunk. Other storages'
+        # file objects are read through read(): their readinto() may bypass how they load data
+        # (django-storages' FTP file reads an empty buffer until read() is called).
+        readinto = handle.readinto if isinstance(handle, io.RawIOBase) else None
+        remaining = size
+        while remaining:
+            if self.full:
+                yield self.take()
+            room = self._view[self._filled : self._filled + min(remaining, len(self._buffer) - self._filled)]
+            if readinto is not None:
+                count = readinto(room)
+            else:
+                data = handle.read(len(room))
+                count = len(data)
+                room[:count] = data
+            if not count:
+                raise MediaChangedError(
+                    f"The media file {name!r} shrank while it was archived; run the backup again."
+                )
+            self._filled += count
+            remaining -= count
+        if handle.read(1):
+            raise MediaChangedError(
+                f"The media file {name!r} grew while it was archived; run the backup again."
+            )
+        self.total += size
+
+
+def stream_tar(
+    source: StorageSource, on_added: Callable[[str], object] | None = None, chunk_size: int = CHUNK_SIZE
+) -> Iterator[bytes]:
+    """The tar archive of every file ``source`` lists, as chunks of ``chunk_size`` bytes (the
+    last one shorter).
+
+    ``on_added`` is called with each name once its member is complete in the archive (it may
+    still wait in the current chunk): files the source skips (deleted meanwhile, not regular,
+    links leaving the folder) are not counted.
+    """
+    packer = _Packer(chunk_size)
     try:
         for name in source.names():
             opened = source.open(name)
@@ -90,31 +189,17 @@ def stream_tar(source: StorageSource, on_added: Callable[[str], object] | None =
                 continue
             handle, size = opened
             with handle:
-                header = _header(name, size)
-                yield header
-                remaining = size
-                while remaining:
-                    chunk = handle.read(min(CHUNK_SIZE, remaining))
-                    if not chunk:
-                        raise MediaChangedError(
-                            f"The media file {name!r} shrank while it was archived; run the backup again."
-                        )
-                    remaining -= len(chunk)
-                    yield chunk
-                if handle.read(1):
-                    raise MediaChangedError(
-                        f"The media file {name!r} grew while it was archived; run the backup again."
-                    )
-            padding = -size % BLOCK
-            yield b"\0" * padding
-            written += len(header) + size + padding
+                yield from packer.add(_header(name, size))
+                yield from packer.add_file(handle, size, name)
+            yield from packer.add(_ZEROS[: -size % BLOCK])
             if on_added is not None:
                 on_added(name)
     finally:
         source.close()
-    end = b"\0" * (2 * BLOCK)
-    written += len(end)
-    yield end + b"\0" * (-written % RECORD)
+    end = 2 * BLOCK
+    yield from packer.add(bytes(end + (-(packer.total + end) % RECORD)))
+    if last := packer.take():
+        yield last
 
 
 @dataclass(frozen=True)

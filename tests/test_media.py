@@ -9,6 +9,7 @@ import re
 import shutil
 import stat
 import tarfile
+import threading
 import tracemalloc
 
 import pytest
@@ -737,3 +738,101 @@ def test_an_interrupt_while_staging_changes_nothing_and_removes_the_staging_fold
         run("mediarestore", "--noinput", "-r")
     assert tree(media) == before
     assert [p.name for p in media.iterdir() if p.name.startswith(".")] == []
+
+
+def tarfile_archive(files):
+    """What Python's ``tarfile`` (django-dbbackup's writer) makes of ``[(name, bytes)]``."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        for name, data in files:
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), 0o644, 0
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+class ReadOnlySource:
+    """A media source of another storage: its files are read with ``read()``, which may return
+    short pieces; their ``readinto()`` is not trusted (django-storages' FTP file's reads an
+    empty buffer until ``read()`` has loaded the file)."""
+
+    class Handle:
+        def __init__(self, data):
+            self._stream = io.BytesIO(data)
+
+        def read(self, size=-1):
+            return self._stream.read(min(size, 700) if size and size > 0 else size)  # short reads
+
+        def readinto(self, buffer):
+            raise AssertionError("the archive was read through readinto()")
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return None
+
+    def __init__(self, files):
+        self.files = dict(files)
+
+    def names(self):
+        return iter(self.files)
+
+    def open(self, name):
+        return self.Handle(self.files[name]), len(self.files[name])
+
+    def close(self):
+        return None
+
+
+def sample_files():
+    sizes = [0, 1, 511, 512, 513, 999, 1000, 4096, 70_000, 3 * 1024 * 1024 + 7]
+    return [(f"f{index}-{size}.bin", os.urandom(size)) for index, size in enumerate(sizes)] + [
+        ("ünï/" + "n" * 120 + ".txt", b"pax header"),
+        ("x" * 100, b"a name of exactly 100 characters"),
+    ]
+
+
+@pytest.mark.parametrize("chunk_size", [512, 1000, 4096, 1024 * 1024])
+@pytest.mark.parametrize("reader", ["readinto", "read"])
+def test_the_tar_stream_is_tarfile_s_bytes_in_chunks_of_one_size(media, chunk_size, reader):
+    files = sample_files()
+    if reader == "readinto":
+        for name, data in files:
+            (media / name).parent.mkdir(parents=True, exist_ok=True)
+            (media / name).write_bytes(data)
+        source = LocalSource(FileSystemStorage(location=str(media)))
+        files = [(name, data) for name, data in sorted(files, key=lambda item: walk_order(item[0]))]
+    else:
+        source = ReadOnlySource(files)
+    added = []
+    chunks = list(tar.stream_tar(source, on_added=added.append, chunk_size=chunk_size))
+    assert b"".join(chunks) == tarfile_archive(files)
+    assert {len(chunk) for chunk in chunks[:-1]} <= {chunk_size}
+    assert 0 < len(chunks[-1]) <= chunk_size
+    assert added == [name for name, _ in files]
+
+
+def walk_order(name):
+    """The order of LocalSource's walk: a folder's files (sorted), then its folders (sorted)."""
+    *folders, base = name.split("/")
+    return [(1, folder) for folder in folders] + [(0, base)]
+
+
+@pytest.mark.parametrize(("change", "word"), [(+1000, "shrank"), (-1000, "grew"), (-1, "grew")])
+@pytest.mark.parametrize("args", [[], ["--compression", "zstd"]], ids=["plain", "zstd"])
+def test_a_file_whose_size_changes_while_archived_stops_the_backup(
+    media, backup_dir, monkeypatch, change, word, args
+):
+    fill(media, big=True)  # big/fifty.bin spans many chunks of the stream
+    real_open = LocalSource.open
+
+    def changing(source, name):  # the size at opening differs from what the reads find
+        handle, size = real_open(source, name)
+        return handle, size + change if name == "big/fifty.bin" else size
+
+    monkeypatch.setattr(LocalSource, "open", changing)
+    with pytest.raises(CommandError, match=f"The media file 'big/fifty.bin' {word} while it was archived"):
+        run("mediabackup", *args)
+    assert [path.name for path in backup_dir.rglob("*")] == []  # no backup, no partial file
+    assert [thread.name for thread in threading.enumerate() if thread.name.startswith("dbbackup-")] == []

@@ -8,7 +8,16 @@ from django.test import override_settings
 
 from dbbackup import codecs
 from dbbackup.exceptions import CorruptBackupError
-from dbbackup.streams import BackgroundHash, DigestReader, IteratorReader, PeekableReader
+from dbbackup.streams import (
+    CHUNK_SIZE,
+    WRITE_SIZE,
+    BackgroundHash,
+    DigestReader,
+    IteratorReader,
+    PeekableReader,
+    copy_to_file,
+    read_ahead,
+)
 
 DATA = os.urandom(200_000) + "ünïcode".encode() * 10_000
 
@@ -194,3 +203,58 @@ def test_ctrl_c_as_the_hash_thread_starts_leaves_a_hash_that_closes_cleanly(monk
     digest.close()
     digest.update(b"abc")
     assert digest.hexdigest() == hashlib.sha256(b"abc").hexdigest()
+
+
+class _Source(io.RawIOBase):
+    """A readable stream that raises after ``fail_after`` reads, and records its closing."""
+
+    def __init__(self, chunks, fail_after=None):
+        self.chunks = list(chunks)
+        self.reads = 0
+        self.fail_after = fail_after
+
+    def readable(self):
+        return True
+
+    def read(self, size=-1):
+        self.reads += 1
+        if self.fail_after is not None and self.reads > self.fail_after:
+            raise CorruptBackupError("the source broke")
+        return self.chunks.pop(0) if self.chunks else b""
+
+
+def test_read_ahead_passes_the_bytes_and_the_errors_of_its_stream_through():
+    assert read_ahead(_Source([b"ab", b"cd"]), name="dbbackup-test").read() == b"abcd"
+    stream = read_ahead(_Source([b"ab", b"cd"], fail_after=2), name="dbbackup-test")
+    assert stream.read(2) + stream.read(2) == b"abcd"
+    with pytest.raises(CorruptBackupError, match="the source broke"):
+        stream.read(2)
+
+
+def test_closing_read_ahead_early_stops_its_thread_and_closes_its_stream():
+    import threading
+
+    source = _Source([b"x" * 1024] * 1000)
+    stream = read_ahead(source, name="dbbackup-test", queue_chunks=2)
+    assert stream.read(10) == b"x" * 10
+    stream.close()
+    assert source.closed
+    assert source.reads < 10  # it stayed a couple of chunks ahead, not more
+    assert [thread.name for thread in threading.enumerate() if thread.name == "dbbackup-test"] == []
+
+
+def test_copy_to_file_writes_everything_in_pieces_of_at_most_write_size():
+    data = os.urandom(3 * CHUNK_SIZE + 12345)
+
+    class Recording(io.BytesIO):
+        sizes: list
+
+        def write(self, piece):
+            self.sizes.append(len(piece))
+            return super().write(piece)
+
+    target = Recording()
+    target.sizes = []
+    assert copy_to_file(io.BytesIO(data), target) == len(data)
+    assert target.getvalue() == data
+    assert max(target.sizes) == WRITE_SIZE

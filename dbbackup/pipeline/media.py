@@ -45,7 +45,7 @@ from dbbackup.pipeline._common import (
 )
 from dbbackup.pipeline.media_write import Tally, restore_staged, restore_twice
 from dbbackup.storage import Storage, get_storage
-from dbbackup.streams import DigestReader, ProducerReader
+from dbbackup.streams import DigestReader, ProducerReader, read_ahead
 
 logger = logging.getLogger("dbbackup")
 
@@ -121,14 +121,21 @@ def backup_media(
     with signals.on_failure("media_backup_failed", sender, servername=effective_servername, storage=storage):
         source = source_for(media, exclude=backups_inside)
         counter = _Counter()
-        filename, local_path, digest = store(
-            encode(_archive_reader(tar.stream_tar(source, on_added=counter.add)), codec, encrypt),
-            storage=storage,
-            filename=chosen or name_at(started),
-            output_path=output_path,
-            rename=later,
-            progress=progress,
-        )
+        encoded = encode(_archive_reader(tar.stream_tar(source, on_added=counter.add)), codec, encrypt)
+        if codec is not None and not encrypt:  # (gpg's own thread reads the compressor)
+            encoded = read_ahead(encoded, name="dbbackup-compress")
+        try:
+            filename, local_path, digest = store(
+                encoded,
+                storage=storage,
+                filename=chosen or name_at(started),
+                output_path=output_path,
+                rename=later,
+                progress=progress,
+            )
+        except BaseException:
+            encoded.close()  # stops the worker threads, even when nothing was read yet
+            raise
         metadata = manifest.complete(
             {"content_type": "media"},
             content_type="media",
@@ -183,7 +190,7 @@ def _archive_reader(chunks: Iterator[bytes]) -> ProducerReader:
         finally:
             chunks.close()  # the open media file, when cancelled half-way
 
-    return ProducerReader(produce, name="dbbackup-tar", queue_chunks=4)
+    return ProducerReader(produce, name="dbbackup-tar", queue_chunks=2)
 
 
 class _Counter:

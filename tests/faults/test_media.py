@@ -15,9 +15,11 @@ import socket
 import stat
 import subprocess
 import tarfile
+import threading
 
 import pytest
 from django.core.management import call_command
+from django.core.management.base import CommandError
 
 from dbbackup import leftovers
 from tests.faults.support import debris, kill, reap, start_command, tree_fingerprint, wait_for
@@ -203,6 +205,27 @@ def test_a_full_disk_leaves_the_media_folder_unchanged_and_names_the_file(settin
     assert tree_fingerprint(media) == current  # a.txt, staged before the disk filled, is not in place
     assert staging_folders(media) == []
     assert debris(media) == []
+
+
+@pytest.mark.parametrize("args", [[], ["-z"], ["--compression", "zstd"]], ids=["plain", "gzip", "zstd"])
+def test_a_media_backup_that_fills_the_disk_leaves_nothing_and_stops_its_threads(
+    settings, media, small_disk, args
+):
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "dbbackup": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(small_disk)},
+        },
+    }
+    for index in range(3):  # random bytes: 3 MB on a 2 MB disk, compressed or not
+        (media / f"photo-{index}.jpg").write_bytes(os.urandom(MB))
+    before = tree_fingerprint(media)
+    with pytest.raises(CommandError, match="No space left on device"):
+        call_command("mediabackup", *args, stdout=io.StringIO(), stderr=io.StringIO())
+    assert list(small_disk.iterdir()) == []  # no backup, no partial file, no sidecar
+    assert tree_fingerprint(media) == before
+    assert [thread.name for thread in threading.enumerate() if thread.name.startswith("dbbackup-")] == []
 
 
 def gnu_tree(root):
