@@ -364,14 +364,14 @@ class Bench:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT), env.get("PYTHONPATH")]))
         return env
 
-    def run(self, scenario: Scenario, auto: bool = False) -> Result:
+    def run(self, scenario: Scenario, auto: bool = False, times: int | None = None) -> Result:
         result = Result(
             id=scenario.id, tool=scenario.tool, dump=scenario.dump, op=scenario.op, variant=scenario.variant,
             label=scenario.label, auto=auto, baseline=scenario.baseline,
             raw_size=self.raw_sizes.get(scenario.dump, 0),
         )  # fmt: skip
         print(f"  {scenario.id:<34} {scenario.label}", file=sys.stderr, flush=True)
-        for _ in range(self.args.repeat):
+        for _ in range(self.args.repeat if times is None else times):
             try:
                 self.run_once(scenario, result)
             except Exception as exc:
@@ -548,13 +548,31 @@ class Bench:
                 wanted.add(scenario.source)
                 plan.append(every[scenario.source])
         auto = wanted - {s.id for s in selected}
+        times = 1 if self.args.interleave else None
         for scenario in ordered(plan):
             source = self.results.get(scenario.source) if scenario.source else None
             if scenario.source and (source is None or not source.ok):
                 print(f"  {scenario.id:<34} skipped: {scenario.source} did not run", file=sys.stderr)
                 continue
-            self.run(scenario, auto=scenario.id in auto)
+            self.run(scenario, auto=scenario.id in auto, times=times)
+        if self.args.interleave:
+            self.more_rounds(ordered(plan))
         self.compare()
+
+    def more_rounds(self, plan: list[Scenario]) -> None:
+        """``--interleave``: rounds 2 to N, each running every scenario once, in the same order."""
+        for round_number in range(2, self.args.repeat + 1):
+            print(f"  round {round_number} of {self.args.repeat}", file=sys.stderr, flush=True)
+            for scenario in plan:
+                result = self.results.get(scenario.id)
+                source = self.results.get(scenario.source) if scenario.source else None
+                if result is None or not result.ok or (source is not None and not source.ok):
+                    continue
+                try:
+                    self.run_once(scenario, result)
+                except Exception as exc:
+                    result.ok, result.error = False, str(exc).strip()[-2000:]
+                    print(f"  {scenario.id:<34} FAILED: {result.error}", file=sys.stderr, flush=True)
 
     def compare(self) -> None:
         for result in self.results.values():
@@ -747,6 +765,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--flatness-sizes", type=float, nargs=2, metavar=("SMALL", "LARGE"))
     parser.add_argument("--repeat", type=int, default=1, help="runs per scenario; the fastest is reported")
+    parser.add_argument(
+        "--interleave",
+        action="store_true",
+        help="with --repeat N: N rounds of every scenario in turn (raw, dbbackup, upstream, raw, ...) "
+        "instead of N runs of one scenario after another, so that a drift of the machine (a file "
+        "system that slows with every extraction, another job) hits every scenario alike",
+    )
     parser.add_argument("--threads", type=int, help="DBBACKUP_COMPRESSION_THREADS (default: one per CPU)")
     parser.add_argument(
         "--no-armor",
