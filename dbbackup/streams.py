@@ -115,24 +115,42 @@ class BackgroundHash:
     """A SHA-256 computed on a worker thread, so that hashing overlaps the caller's I/O.
 
     ``hashlib`` releases the GIL while it hashes a large buffer, so on two cores the digest
-    costs (almost) no wall-clock time. Chunks are hashed in the order given; at most
-    ``queue_chunks`` wait, so memory stays flat. :meth:`hexdigest` waits for them; :meth:`close`
-    stops the thread without waiting for a result (it starts again on the next update).
+    costs (almost) no wall-clock time. Chunks are hashed in the order given; pieces smaller than
+    :attr:`BATCH` are gathered first (a ``gzip`` reader asks for 8 KiB at a time, and a thread
+    hand-off per piece cost more than the hashing); at most ``queue_chunks`` batches wait, so
+    memory stays flat. :meth:`hexdigest` waits for them; :meth:`close` stops the thread without
+    waiting for a result (it starts again on the next update).
     """
+
+    BATCH = CHUNK_SIZE
 
     def __init__(self, queue_chunks: int = 4) -> None:
         self._hash = hashlib.sha256()
         self._queue: queue.Queue = queue.Queue(maxsize=queue_chunks)
         self._thread: threading.Thread | None = None
+        self._pending = bytearray()
 
     def update(self, data: bytes) -> None:
+        if not self._pending and len(data) >= self.BATCH:
+            self._put(data if isinstance(data, bytes) else bytes(data))
+            return
+        self._pending += data
+        if len(self._pending) >= self.BATCH:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending:
+            batch, self._pending = bytes(self._pending), bytearray()
+            self._put(batch)
+
+    def _put(self, data: bytes) -> None:
         if self._thread is None:
             thread = threading.Thread(target=self._work, name="dbbackup-sha256", daemon=True)
             thread.start()
             # Only a started thread is remembered: a Ctrl-C between creating and starting it
             # must not turn into "cannot join thread before it is started" in close().
             self._thread = thread
-        self._queue.put(data if isinstance(data, bytes) else bytes(data))
+        self._queue.put(data)
 
     def _work(self) -> None:
         while (data := self._queue.get()) is not None:
@@ -145,6 +163,7 @@ class BackgroundHash:
             self._thread = None
 
     def hexdigest(self) -> str:
+        self._flush()
         self.close()
         return self._hash.hexdigest()
 

@@ -195,14 +195,33 @@ def test_ctrl_c_as_the_hash_thread_starts_leaves_a_hash_that_closes_cleanly(monk
     def interrupted_start(self):
         raise KeyboardInterrupt
 
+    piece = b"a" * BackgroundHash.BATCH  # a whole batch: handed to the thread at once
     digest = BackgroundHash()
     monkeypatch.setattr(threading.Thread, "start", interrupted_start)
     with pytest.raises(KeyboardInterrupt):
-        digest.update(b"abc")
+        digest.update(piece)
     monkeypatch.undo()
     digest.close()
-    digest.update(b"abc")
-    assert digest.hexdigest() == hashlib.sha256(b"abc").hexdigest()
+    digest.update(piece)
+    assert digest.hexdigest() == hashlib.sha256(piece).hexdigest()
+
+
+def test_small_pieces_are_hashed_in_order_and_handed_to_the_thread_in_batches(monkeypatch):
+    """gzip reads 8 KiB at a time: one thread hand-off per piece cost more than the hashing."""
+    pieces = [os.urandom(size) for size in (8192, 1, 3 * BackgroundHash.BATCH, 8192, 5000)]
+    pieces += [os.urandom(8192) for _ in range(300)] + [b"tail"]
+    digest = BackgroundHash()
+    handed: list[int] = []
+    real_put = digest._queue.put
+    monkeypatch.setattr(digest._queue, "put", lambda data: handed.append(len(data or b"")) or real_put(data))
+    for piece in pieces:
+        digest.update(memoryview(piece))
+    assert digest.hexdigest() == hashlib.sha256(b"".join(pieces)).hexdigest()
+    whole = sum(map(len, pieces))
+    assert sum(handed) == whole
+    assert len(handed) <= 2 + whole // BackgroundHash.BATCH + 1  # batches, not 306 pieces
+    digest.update(b"more")  # usable again after hexdigest(), as before
+    assert digest.hexdigest() == hashlib.sha256(b"".join(pieces) + b"more").hexdigest()
 
 
 class _Source(io.RawIOBase):
