@@ -58,6 +58,14 @@ def create_hidden(target: Path) -> tuple[Path, int]:
     return hidden, os.open(hidden, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
 
 
+def write_synced(descriptor: int, stream: BinaryIO) -> None:
+    """Copy ``stream`` to its end into the file open as ``descriptor``, ``fsync`` it, close it."""
+    with os.fdopen(descriptor, "wb") as handle:
+        copy_to_file(stream, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
 def seal(path: Path, on_bytes: Callable[[int], object] | None = None) -> FileDigest:
     """Read a filled file to its end for its size and SHA-256, while it is ``fsync``-ed.
 
@@ -141,10 +149,7 @@ class LocalPartial:
     def write_stream(self, stream: BinaryIO) -> None:
         """Copy ``stream`` to its end into the file, and ``fsync`` it."""
         descriptor, self._descriptor = self._descriptor, None
-        with os.fdopen(descriptor, "wb") as handle:
-            copy_to_file(stream, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
+        write_synced(descriptor, stream)
         self._synced = True
 
     def fill(

@@ -44,7 +44,7 @@ from dbbackup.db.sqlite_scratch import (
 )
 from dbbackup.db.sqlite_swap import can_lease, swap_in
 from dbbackup.exceptions import CorruptBackupError, DumpError, RestoreError
-from dbbackup.streams import CHUNK_SIZE, IteratorReader, PeekableReader
+from dbbackup.streams import CHUNK_SIZE, IteratorReader, PeekableReader, copy_to_file
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 # SQLite's result codes for "another connection holds a lock" (sqlite3 exports them from 3.11).
@@ -105,11 +105,8 @@ class _SqliteConnectorBase(BaseDBConnector):
         leftovers.sweep_directory(settings.TMP_DIR)
         with _scratch_database(self._scratch_directory()) as scratch_path:
             if is_database_file:
-                size = 0
                 with open(scratch_path, "wb") as scratch_file:
-                    while chunk := stream.read(CHUNK_SIZE):
-                        scratch_file.write(chunk)
-                        size += len(chunk)
+                    size = copy_to_file(stream, scratch_file)
                 check_database_file(scratch_path, size)
             else:
                 # A checksum checked at the end of the stream proves completeness by itself.

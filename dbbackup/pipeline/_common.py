@@ -15,7 +15,7 @@ from dbbackup import codecs, crypto, leftovers, linux_fs, local_write, manifest,
 from dbbackup.db.base import BaseDBConnector
 from dbbackup.exceptions import CorruptBackupError, DbbackupConfigurationError, StorageError
 from dbbackup.storage import Storage
-from dbbackup.streams import DigestReader, PeekableReader, copy_to_file
+from dbbackup.streams import DigestReader, PeekableReader
 
 logger = logging.getLogger("dbbackup")
 
@@ -93,10 +93,7 @@ def _write_staged(stream: BinaryIO, target: Path) -> Path:
     """
     temporary, descriptor = local_write.create_hidden(target)
     try:
-        with os.fdopen(descriptor, "wb") as handle:
-            copy_to_file(stream, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
+        local_write.write_synced(descriptor, stream)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
