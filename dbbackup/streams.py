@@ -21,10 +21,8 @@ from dbbackup.exceptions import CorruptBackupError
 #: How much a stage asks of the one before it at a time.
 CHUNK_SIZE = 1024 * 1024
 
-#: The most one ``write()`` to a local file hands the kernel. Linux (6.x, ext4) backs a large
-#: buffered write with large page-cache folios, which cost more to fill on some virtual
-#: machines (memory handed back to the host): 1 GB took 0.7-1.4 s of kernel time in 1 MiB
-#: writes and 0.23-0.26 s in 256 KiB ones.
+#: The most one ``write()`` to a local file hands the kernel: 1 GB took 0.7-1.4 s of kernel time
+#: in 1 MiB writes and 0.23-0.26 s in 256 KiB ones on a Linux 6.x virtual machine (ext4).
 WRITE_SIZE = 256 * 1024
 
 
@@ -115,11 +113,10 @@ class BackgroundHash:
     """A SHA-256 computed on a worker thread, so that hashing overlaps the caller's I/O.
 
     ``hashlib`` releases the GIL while it hashes a large buffer, so on two cores the digest
-    costs (almost) no wall-clock time. Chunks are hashed in the order given; pieces smaller than
-    :attr:`BATCH` are gathered first (a ``gzip`` reader asks for 8 KiB at a time, and a thread
-    hand-off per piece cost more than the hashing); at most ``queue_chunks`` batches wait, so
-    memory stays flat. :meth:`hexdigest` waits for them; :meth:`close` stops the thread without
-    waiting for a result (it starts again on the next update).
+    costs (almost) no wall-clock time. Chunks are hashed in order; pieces under :attr:`BATCH` are
+    gathered first (``gzip`` reads 8 KiB at a time; a hand-off each cost more than the hashing);
+    at most ``queue_chunks`` batches wait, so memory stays flat. :meth:`hexdigest` waits for them;
+    :meth:`close` stops the thread without a result (the next update starts it again).
     """
 
     BATCH = CHUNK_SIZE
@@ -131,12 +128,12 @@ class BackgroundHash:
         self._pending = bytearray()
 
     def update(self, data: bytes) -> None:
-        if not self._pending and len(data) >= self.BATCH:
+        if self._pending or len(data) < self.BATCH:
+            self._pending += data
+            if len(self._pending) >= self.BATCH:
+                self._flush()
+        else:
             self._put(data if isinstance(data, bytes) else bytes(data))
-            return
-        self._pending += data
-        if len(self._pending) >= self.BATCH:
-            self._flush()
 
     def _flush(self) -> None:
         if self._pending:
@@ -157,10 +154,14 @@ class BackgroundHash:
             self._hash.update(data)
 
     def close(self) -> None:
-        if self._thread is not None:
+        if self._thread is None:
+            return
+        thread, self._thread = self._thread, None
+        # a Ctrl-C inside put() may leave the queue's lock held: leave the daemon, don't deadlock
+        if self._queue.mutex.acquire(timeout=1.0):
+            self._queue.mutex.release()
             self._queue.put(None)
-            self._thread.join()
-            self._thread = None
+            thread.join()
 
     def hexdigest(self) -> str:
         self._flush()
@@ -376,10 +377,9 @@ class ProducerReader(_ReaderBase):
 def read_ahead(stream: BinaryIO, *, name: str, queue_chunks: int = 2) -> ProducerReader:
     """``stream``, read on a worker thread up to ``queue_chunks`` chunks ahead of its reader.
 
-    For a stage that works while its caller does something else: a compressor goes on
-    compressing while the chunk before is digested and written, instead of waiting for each
-    ``read()``. Errors of ``stream`` are raised by ``read()`` as themselves; closing the result
-    early stops the thread and closes ``stream``.
+    For a stage that works while its caller does something else: a compressor compresses on
+    while the chunk before is digested and written. ``read()`` raises the errors of ``stream``;
+    closing the result early stops the thread and closes ``stream``.
     """
 
     def produce(write: Callable[[bytes], None]) -> None:

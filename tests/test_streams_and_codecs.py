@@ -206,6 +206,22 @@ def test_ctrl_c_as_the_hash_thread_starts_leaves_a_hash_that_closes_cleanly(monk
     assert digest.hexdigest() == hashlib.sha256(piece).hexdigest()
 
 
+def test_closing_after_an_interrupt_left_the_queue_locked_does_not_hang():
+    """KeyboardInterrupt may strike inside queue.put() right after it took the queue's lock and
+    leave it held by the interrupted thread; the cleanup that follows must still return."""
+    import threading
+
+    digest = BackgroundHash()
+    digest.update(b"x" * BackgroundHash.BATCH)  # the worker runs
+    digest._queue.mutex.acquire()  # what the interrupted put() left behind
+    done = threading.Event()
+    closer = threading.Thread(target=lambda: (digest.close(), done.set()), daemon=True)
+    # the lock belongs to this thread; a plain Lock blocks any thread, so close() in another
+    # thread sees the same held lock the interrupted thread would
+    closer.start()
+    assert done.wait(10), "close() hung on the queue's lock"
+
+
 def test_small_pieces_are_hashed_in_order_and_handed_to_the_thread_in_batches(monkeypatch):
     """gzip reads 8 KiB at a time: one thread hand-off per piece cost more than the hashing."""
     pieces = [os.urandom(size) for size in (8192, 1, 3 * BackgroundHash.BATCH, 8192, 5000)]
